@@ -1,0 +1,48 @@
+"""`python -m lra_bench task=<task> attn=<attn> [key=value ...]` (Hydra; `-m` for sweeps)."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from lra_bench.cli import check_overrides
+from lra_bench.config import register_configs
+from lra_bench.errors import LRABenchError
+
+register_configs()
+log = logging.getLogger("lra_bench")
+
+
+def main() -> None:
+    """Entry point: quick override checks, then the Hydra app."""
+    problem = check_overrides(sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+    hydra_app()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def hydra_app(cfg: DictConfig) -> float | None:
+    from lra_bench.train.run import run
+
+    try:
+        record = run(cfg)
+    except LRABenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if record["status"] != "ok":
+        log.error("run %s: %s", record["status"], record["error"])
+        return None
+    log.info("done: test accuracy %.4f (majority class %.4f; best val %.4f at step %d), %.1f examples/s, "
+             "%.0f tokens/s, peak memory %.1f MiB; record: %s", record["test_accuracy"],
+             record["majority_test_accuracy"], record["best_val_accuracy"], record["best_step"],
+             record["examples_per_s"], record["tokens_per_s"],
+             record["peak_memory_bytes"] / 2**20, record["record_path"])
+    return record["test_accuracy"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Command-line checks made before Hydra starts, so the commonest mistakes cost one line.
+
+Hydra reports an unknown config choice or key with a multi-line message (and suggests
+`+key=` for a typo); these checks catch `group=missing` and `section.typo=...` for the
+schema-typed sections first and name the accepted values. Anything they do not
+recognise is left to Hydra.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable, Optional
+
+from lra_bench.config import LoggerConfig, ModelConfig, PathsConfig, RunConfig, TrainerConfig
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ("task", "attn", "model", "trainer", "logger", "experiment")
+SECTIONS = {"model": ModelConfig, "trainer": TrainerConfig, "logger": LoggerConfig, "paths": PathsConfig}
+_SWEEP_SYNTAX = re.compile(r"[\[\]()*$]|^(range|choice|glob|interval|tag|sort|shuffle)\(")
+
+
+def available(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+
+
+def check_overrides(args: Iterable[str], conf_dir: Path = CONF_DIR) -> Optional[str]:
+    """A one-line error for the first bad override in `args`, or None."""
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg or arg[0] in "+~":
+            continue
+        key, value = arg.split("=", 1)
+        if key in GROUPS:
+            if _SWEEP_SYNTAX.search(value) or value == "null":
+                continue
+            choices = available(key, conf_dir)
+            for choice in value.split(","):
+                if choice not in choices:
+                    return f"{key}={choice} is not a config in conf/{key}/; available: {', '.join(choices)}"
+        elif "." in key:
+            section, _, field = key.partition(".")
+            schema = SECTIONS.get(section)
+            if schema is not None and field.split(".")[0] not in schema.__dataclass_fields__:
+                return (f"unknown key {key}; {section} accepts: {', '.join(schema.__dataclass_fields__)}")
+        elif key not in RunConfig.__dataclass_fields__ and not key.startswith("hydra"):
+            return f"unknown key {key}; top-level keys are: {', '.join(RunConfig.__dataclass_fields__)}"
+    return None

@@ -1,0 +1,198 @@
+"""The structured-config schema Hydra validates every composed config against.
+
+`conf/config.yaml` starts its defaults list with `base_config` (registered here), so
+Hydra merges every YAML file and command-line override into these dataclasses: an
+unknown key or a value of the wrong type fails at composition, before any work.
+`task` and `attn` are `_target_` nodes whose keys are the keyword arguments of the
+target; `validate()` checks them against the target's signature.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_method
+from omegaconf import DictConfig, OmegaConf
+
+from lra_bench.errors import ConfigError
+
+POOLINGS = ("cls", "mean")
+NORMS = ("pre", "post")
+SCHEDULES = ("rsqrt", "cosine", "constant")
+LOGGER_BACKENDS = ("wandb", "none")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+@dataclass
+class ModelConfig:
+    hidden_dim: int = 512
+    num_heads: int = 8
+    num_layers: int = 4
+    mlp_dim: int = 1024
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    pooling: str = "cls"
+    norm: str = "pre"
+
+
+@dataclass
+class TrainerConfig:
+    batch_size: int = 32
+    eval_batch_size: Optional[int] = None
+    max_steps: int = 5000
+    lr: float = 0.05
+    schedule: str = "rsqrt"
+    warmup_steps: int = 1000
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.1
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-9
+    grad_clip: float = 0.0
+    eval_every: int = 500
+    eval_max_batches: Optional[int] = None
+    checkpoint_every: int = 500
+    log_every: int = 50
+    device: str = "auto"
+    threads: Optional[int] = None
+    progress: bool = True
+    resume: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    backend: str = "wandb"
+    mode: str = "offline"
+    project: str = "lra_bench"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class PathsConfig:
+    root: str = "outputs"
+    records: str = "${paths.root}/records"
+    checkpoints: str = "${paths.root}/checkpoints"
+    wandb: str = "${paths.root}"
+    cache: Optional[str] = None
+
+
+@dataclass
+class RunConfig:
+    task: Any = None
+    attn: Any = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Make `base_config` (the schema) available to Hydra; safe to call more than once."""
+    ConfigStore.instance().store(name="base_config", node=RunConfig)
+
+
+def _choice(value: str, allowed: tuple, key: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}; set {key}=<one of those>")
+
+
+def _positive(value: Optional[float], key: str, allow_zero: bool = False, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{key}={value} must be {bound}; pass e.g. {key}=1")
+
+
+def resolve_target(node: Any, group: str) -> Callable:
+    """Import the `_target_` of a task/attn node, failing in one line if it is absent or wrong."""
+    if not isinstance(node, (dict, DictConfig)) or "_target_" not in node:
+        raise ConfigError(f"`{group}` has no _target_; choose one with {group}=<name> (see conf/{group}/)")
+    try:
+        return get_method(node["_target_"])
+    except Exception as exc:  # hydra wraps import errors in several types
+        raise ConfigError(f"{group}._target_={node['_target_']!r} cannot be imported ({exc.__class__.__name__}); "
+                          f"fix the path in conf/{group}/") from None
+
+
+def check_kwargs(fn: Callable, kwargs: Dict[str, Any], group: str, provided: tuple = ()) -> None:
+    """Fail in one line when `kwargs` (plus harness-provided names) do not fit `fn`'s signature."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        accepted = sorted(set(params) - set(provided) - {"self"})
+        raise ConfigError(f"unknown key(s) {', '.join(f'{group}.{k}' for k in unknown)} for {fn.__qualname__}; "
+                          f"accepted: {', '.join(accepted)}")
+    clash = sorted(set(kwargs) & set(provided))
+    if clash:
+        raise ConfigError(f"{', '.join(f'{group}.{k}' for k in clash)} is set by the harness (from model/); "
+                          f"remove it from {group} and set model.* instead")
+
+
+def split_task(task_cfg: Any) -> tuple[str, Callable, Dict[str, Any]]:
+    """(task name, builder, builder kwargs) from the `task` node."""
+    node = OmegaConf.to_container(task_cfg, resolve=True) if isinstance(task_cfg, DictConfig) else dict(task_cfg or {})
+    builder = resolve_target(node, "task")
+    node.pop("_target_")
+    name = node.pop("name", None) or builder.__name__
+    return name, builder, node
+
+
+def attn_kwargs(attn_cfg: Any) -> tuple[Callable, Dict[str, Any]]:
+    node = OmegaConf.to_container(attn_cfg, resolve=True) if isinstance(attn_cfg, DictConfig) else dict(attn_cfg or {})
+    cls = resolve_target(node, "attn")
+    node.pop("_target_")
+    return cls, node
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every check that needs no data and no model: run before any expensive work."""
+    for section, schema in (("model", ModelConfig), ("trainer", TrainerConfig), ("logger", LoggerConfig),
+                            ("paths", PathsConfig)):
+        extra = sorted(set(cfg[section]) - set(schema.__dataclass_fields__))
+        if extra:
+            raise ConfigError(f"unknown key(s) {', '.join(f'{section}.{k}' for k in extra)}; "
+                              f"{section} accepts: {', '.join(schema.__dataclass_fields__)}")
+    extra = sorted(set(cfg) - set(RunConfig.__dataclass_fields__))
+    if extra:
+        raise ConfigError(f"unknown top-level key(s) {', '.join(extra)}; accepted: "
+                          f"{', '.join(RunConfig.__dataclass_fields__)}")
+    m, t, lg = cfg.model, cfg.trainer, cfg.logger
+    for key in ("hidden_dim", "num_heads", "num_layers", "mlp_dim"):
+        _positive(m[key], f"model.{key}")
+    if m.hidden_dim % m.num_heads:
+        raise ConfigError(f"model.hidden_dim={m.hidden_dim} is not divisible by model.num_heads={m.num_heads}; "
+                          f"choose num_heads dividing hidden_dim (e.g. model.num_heads="
+                          f"{max(h for h in range(1, m.num_heads + 1) if m.hidden_dim % h == 0)})")
+    for key in ("dropout", "attention_dropout"):
+        if not 0.0 <= m[key] < 1.0:
+            raise ConfigError(f"model.{key}={m[key]} must be in [0, 1); e.g. model.{key}=0.1")
+    _choice(m.pooling, POOLINGS, "model.pooling")
+    _choice(m.norm, NORMS, "model.norm")
+    for key in ("batch_size", "max_steps", "eval_every", "checkpoint_every", "log_every"):
+        _positive(t[key], f"trainer.{key}")
+    _positive(t.eval_batch_size, "trainer.eval_batch_size", allow_none=True)
+    _positive(t.eval_max_batches, "trainer.eval_max_batches", allow_none=True)
+    _positive(t.threads, "trainer.threads", allow_none=True)
+    _positive(t.lr, "trainer.lr")
+    for key in ("warmup_steps", "weight_decay", "grad_clip", "min_lr_ratio"):
+        _positive(t[key], f"trainer.{key}", allow_zero=True)
+    _choice(t.schedule, SCHEDULES, "trainer.schedule")
+    if t.device not in ("auto", "cpu") and not t.device.startswith("cuda"):
+        raise ConfigError(f"trainer.device={t.device!r} is not auto, cpu or cuda[:N]; set trainer.device=auto")
+    if len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas):
+        raise ConfigError(f"trainer.betas={list(t.betas)} must be two numbers in [0, 1); e.g. trainer.betas=[0.9,0.98]")
+    _choice(lg.backend, LOGGER_BACKENDS, "logger.backend")
+    _choice(lg.mode, WANDB_MODES, "logger.mode")
+    _, builder, kwargs = split_task(cfg.task)
+    check_kwargs(builder, kwargs, "task", provided=("cache_dir",))
+    cls, kwargs = attn_kwargs(cfg.attn)
+    check_kwargs(cls.__init__, kwargs, "attn", provided=("hidden_dim", "num_heads", "dropout"))
+    if "max_length" in cfg.task and cfg.task.max_length is not None:
+        _positive(cfg.task.max_length, "task.max_length")

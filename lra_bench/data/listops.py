@@ -1,0 +1,154 @@
+"""ListOps (Nangia & Bowman 2018) as in Long Range Arena (Tay et al., ICLR 2021).
+
+Reads LRA's `basic_{train,val,test}.tsv` files (header `Source\tTarget`) from
+`data_dir` -- e.g. the official `lra_release/listops-1000/` -- or, when `data_dir` is
+unset, generates them offline with LRA's distribution into the cache directory.
+
+Tokenization follows LRA's input pipeline: `]` becomes `X`, parentheses are dropped,
+the rest is split on whitespace; ids are a fixed vocabulary with 0 = padding; sequences
+are truncated/padded to `max_length`. (LRA builds its vocabulary from a set, so its ids
+vary between runs; ours are fixed, which changes nothing a model can learn.)
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from lra_bench.data.cache import SPLITS, digest, file_digest, load_or_build, resolve_cache_dir
+from lra_bench.data.listops_generator import GENERATOR_VERSION, ListOpsGenConfig, write_listops_tsv
+from lra_bench.data.spec import Split, TaskData, TaskSpec
+from lra_bench.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+PAD = "<pad>"
+OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
+VOCAB = (PAD,) + tuple(str(v) for v in range(10)) + OPERATORS + ("X",)
+NUM_CLASSES = 10
+TOKENIZER_VERSION = 1
+FILES = {split: f"basic_{split}.tsv" for split in SPLITS}
+RELEASE_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
+
+# Every token is one character once each operator is replaced by a stand-in letter, so a
+# whole string is tokenized by C-level str methods and one table lookup in numpy.
+_OP_CHARS = {op: chr(ord("a") + i) for i, op in enumerate(OPERATORS)}
+_LOOKUP = np.full(256, -1, dtype=np.int16)
+for _id, _tok in enumerate(VOCAB[1:], start=1):
+    _LOOKUP[ord(_OP_CHARS.get(_tok, _tok))] = _id
+_DROP = str.maketrans("", "", "() \t")
+
+
+def tokenize(source: str) -> list[str]:
+    """LRA's ListOps tokenization of one string, as tokens."""
+    return source.replace("]", "X").replace("(", "").replace(")", "").split()
+
+
+def encode(source: str, max_length: int, where: str = "input") -> np.ndarray:
+    """Token ids of one LRA ListOps string, truncated and zero-padded to `max_length`."""
+    s = source.replace("]", "X")
+    for op, ch in _OP_CHARS.items():
+        s = s.replace(op, ch)
+    n_tokens = len(s.replace("(", " ").replace(")", " ").split())
+    compact = s.translate(_DROP)
+    ids = _LOOKUP[np.frombuffer(compact.encode("ascii", errors="replace"), dtype=np.uint8)]
+    if len(compact) != n_tokens or (ids < 0).any():
+        bad = next(t for t in tokenize(source) if t not in VOCAB)
+        raise DataError(f"{where}: token {bad!r} is not ListOps (expected 0-9, [MIN, [MAX, [MED, [SM, ]); "
+                        f"regenerate or re-download the file")
+    out = np.zeros(max_length, dtype=np.uint8)
+    out[: min(len(ids), max_length)] = ids[:max_length]
+    return out
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[int]]:
+    """Sources and integer targets of an LRA ListOps TSV file (columns found by header)."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    sources, targets = [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path} is empty; regenerate it (leave task.data_dir unset) or re-download {RELEASE_URL}")
+        if "Source" not in header or "Target" not in header:
+            raise DataError(f"{path}: header {header} lacks Source and Target columns; "
+                            f"expected LRA's 'Source\\tTarget' format")
+        si, ti = header.index("Source"), header.index("Target")
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{path}:{line}: {len(row)} columns, header has {len(header)}; the file is "
+                                f"truncated or corrupt, regenerate or re-download it")
+            try:
+                target = int(row[ti])
+            except ValueError:
+                raise DataError(f"{path}:{line}: Target {row[ti]!r} is not an integer; fix or regenerate the file") from None
+            if not 0 <= target < NUM_CLASSES:
+                raise DataError(f"{path}:{line}: Target {target} is outside 0-9; fix or regenerate the file")
+            sources.append(row[si])
+            targets.append(target)
+    if not sources:
+        raise DataError(f"{path} has a header but no samples; regenerate it or re-download {RELEASE_URL}")
+    return sources, targets
+
+
+def _tokenize_file(path: Path, max_length: int) -> Split:
+    sources, targets = read_tsv(path)
+    inputs = np.stack([encode(s, max_length, where=f"{path}:{i + 2}") for i, s in enumerate(sources)])
+    return Split(inputs, np.asarray(targets, dtype=np.int64))
+
+
+def _locate(data_dir: Optional[str], generate: Dict[str, Any], workers: Optional[int], cache: Path) -> Dict[str, Path]:
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        paths = {s: root / f for s, f in FILES.items()}
+        missing = [str(p) for p in paths.values() if not p.is_file()]
+        if missing:
+            raise DataError(f"ListOps files not found: {', '.join(missing)}; unpack {RELEASE_URL} and set "
+                            f"task.data_dir=<lra_release>/listops-1000, or set task.data_dir=null to generate them")
+        return paths
+    try:
+        gen = ListOpsGenConfig(**generate)
+    except TypeError as exc:
+        raise ConfigError(f"task.generate: {exc}; accepted keys: {', '.join(ListOpsGenConfig.__dataclass_fields__)}") from None
+    gen.validate()
+    out = cache / "listops" / "generated" / digest({"version": GENERATOR_VERSION, **gen.__dict__})
+    paths = {s: out / f for s, f in FILES.items()}
+    if not all(p.is_file() for p in paths.values()):
+        from filelock import FileLock
+
+        out.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(out) + ".lock"):
+            if not all(p.is_file() for p in paths.values()):
+                log.info("generating ListOps (%d/%d/%d samples, lengths %d-%d) into %s",
+                         gen.num_train, gen.num_val, gen.num_test, gen.min_length, gen.max_length, out)
+                write_listops_tsv(gen, out, workers=workers, progress=True)
+    else:
+        log.info("using generated ListOps in %s", out)
+    return paths
+
+
+def build_listops(data_dir: Optional[str] = None, max_length: int = 2000, generate: Optional[Dict[str, Any]] = None,
+                  workers: Optional[int] = None, cache_dir: Optional[str] = None) -> TaskData:
+    """ListOps TaskData from LRA-format files in `data_dir`, or from generated ones.
+
+    `generate` holds ListOpsGenConfig fields (sizes, lengths, depth, args, seed). Its seed
+    is the data seed, independent of the run seed, so every run of a sweep shares one set.
+    """
+    if max_length < 1:
+        raise ConfigError(f"task.max_length={max_length} must be >= 1; LRA uses task.max_length=2000")
+    cache = resolve_cache_dir(cache_dir)
+    paths = _locate(data_dir, dict(generate or {}), workers, cache)
+    sources = {s: {"path": str(p.resolve()), "digest": file_digest(p)} for s, p in paths.items()}
+    key = {"task": "listops", "tokenizer": TOKENIZER_VERSION, "max_length": max_length,
+           "sources": {s: v["digest"] for s, v in sources.items()}}
+    entry = cache / "listops" / "tokens" / digest(key)
+    splits = load_or_build(entry, lambda: {s: _tokenize_file(p, max_length) for s, p in paths.items()}, key)
+    spec = TaskSpec(name="listops", vocab_size=len(VOCAB), max_length=max_length, num_classes=NUM_CLASSES, pad_id=0)
+    return TaskData(splits["train"], splits["val"], splits["test"], spec,
+                    info={"sources": sources, "token_cache": str(entry)})

@@ -1,0 +1,3 @@
+from lra_bench.train.run import run
+
+__all__ = ["run"]

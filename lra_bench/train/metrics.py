@@ -1,0 +1,48 @@
+"""Measurements reported per eval and per run: peak memory and throughput."""
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+import time
+
+import torch
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """CUDA: max_memory_allocated on `device`. CPU: the process's peak resident set size."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+class Throughput:
+    """Counts examples and tokens over timed training spans (evaluation excluded)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds, self.examples, self.tokens, self.steps = device, 0.0, 0, 0, 0
+        self._start = None
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def start(self) -> None:
+        self._sync()
+        self._start = time.perf_counter()
+
+    def stop(self, examples: int, tokens: int) -> None:
+        self._sync()
+        self.seconds += time.perf_counter() - self._start
+        self.examples, self.tokens, self.steps = self.examples + examples, self.tokens + tokens, self.steps + 1
+
+    def rates(self) -> dict:
+        s = max(self.seconds, 1e-9)
+        return {"examples_per_s": self.examples / s, "tokens_per_s": self.tokens / s, "steps_per_s": self.steps / s}

@@ -1,0 +1,54 @@
+"""Run records: one JSON file per run, written atomically, read by the report.
+
+Schema (keys always present): task, attn, seed, run_id, status (ok / failed / diverged /
+oom), error, best_val_accuracy, best_step, test_accuracy (at the best-val checkpoint),
+test_loss, steps, examples_per_s, tokens_per_s, steps_per_s, peak_memory_bytes,
+peak_memory_kind, num_params, wall_time_s, hardware, device, torch_version,
+git_commit, started_at, finished_at, config (resolved), history (per-eval metrics).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+RECORD_VERSION = 1
+STATUSES = ("ok", "failed", "diverged", "oom")
+
+
+def git_commit() -> Optional[str]:
+    """The commit of the lra_bench checkout, with `-dirty` when it has uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_json_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_record(records_dir: Path, record: dict) -> Path:
+    if record.get("status") not in STATUSES:
+        raise ValueError(f"record status {record.get('status')!r} is not one of {STATUSES}")
+    path = Path(records_dir) / f"{record['run_id']}.json"
+    write_json_atomic(dict(record, record_version=RECORD_VERSION), path)
+    return path

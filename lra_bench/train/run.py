@@ -1,0 +1,144 @@
+"""One run end to end: validate, build data and model, train, write the run record.
+
+User mistakes (config, data) raise `LRABenchError` before anything is written. Once
+training starts, every outcome leaves a run record: `ok`, or `failed` / `diverged`
+with the error, so a sweep's table shows what happened.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lra_bench.config import attn_kwargs, split_task, validate
+from lra_bench.data.cache import digest
+from lra_bench.errors import ConfigError
+from lra_bench.models import build_model
+from lra_bench.train.logger import make_logger
+from lra_bench.train.loop import Diverged, train
+from lra_bench.train.metrics import hardware
+from lra_bench.train.record import git_commit, write_record
+
+log = logging.getLogger(__name__)
+
+# Keys that do not change what a run computes: left out of the run id, so changing them resumes.
+_NOT_IDENTITY = {"logger": None, "paths": None,
+                 "trainer": ("progress", "log_every", "threads", "resume", "device", "eval_batch_size")}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but no CUDA device is available; use trainer.device=cpu or auto")
+    return torch.device(name)
+
+
+def attn_name(cfg: DictConfig) -> str:
+    """The attn= choice when run through Hydra, else the mixer class name."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.choices["attn"]
+    except (ValueError, KeyError, AttributeError):
+        return cfg.attn._target_.rsplit(".", 1)[-1].lower()
+
+
+def run_id(cfg: DictConfig, task: str, attn: str) -> str:
+    ident = OmegaConf.to_container(cfg, resolve=True)
+    for key, sub in _NOT_IDENTITY.items():
+        if sub is None:
+            ident.pop(key, None)
+        else:
+            for k in sub:
+                ident[key].pop(k, None)
+    return f"{task}-{attn}-s{cfg.seed}-{digest(ident)[:10]}"
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train one configuration and return its run record (also written to paths.records)."""
+    validate(cfg)
+    task, builder, task_kwargs = split_task(cfg.task)
+    attn_cls, mixer_kwargs = attn_kwargs(cfg.attn)
+    attn, seed = attn_name(cfg), cfg.seed
+    rid = run_id(cfg, task, attn)
+    device = pick_device(cfg.trainer.device)
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+
+    data = builder(**task_kwargs, cache_dir=cfg.paths.cache)
+    seed_everything(seed)
+    try:
+        model = build_model(data.spec, cfg.model, attn_cls, mixer_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"attn={attn}: {exc}") from None
+    num_params = sum(p.numel() for p in model.parameters())
+    log.info("%s: %s on %s (%d/%d/%d examples, length %d), %.2fM parameters, device %s", rid, attn, task,
+             len(data.train), len(data.val), len(data.test), data.spec.max_length, num_params / 1e6, device)
+
+    majority = int(np.bincount(np.asarray(data.train.labels)).argmax())
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    record = {"run_id": rid, "task": task, "attn": attn, "seed": seed, "num_params": num_params,
+              "majority_test_accuracy": float(np.mean(np.asarray(data.test.labels) == majority)),
+              "device": str(device), "hardware": hardware(device), "torch_version": torch.__version__,
+              "git_commit": git_commit(), "config": resolved, "data": data.info,
+              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "error": None}
+    logger = make_logger(cfg, name=rid, config=resolved)
+    ckpt_dir = Path(cfg.paths.checkpoints) / rid
+    t0 = time.perf_counter()
+    try:
+        result = train(model, data, cfg.trainer, seed=seed, device=device, ckpt_dir=ckpt_dir, on_metrics=logger.log)
+        record.update(status="ok", steps=result.steps, best_val_accuracy=result.best_val_accuracy,
+                      best_step=result.best_step, test_accuracy=result.test_accuracy, test_loss=result.test_loss,
+                      peak_memory_bytes=result.peak_memory_bytes, resumed_from=result.resumed_from,
+                      history=result.history, **result.throughput)
+    except Diverged as exc:
+        record.update(status="diverged", error=str(exc), steps=exc.step)
+    except Exception as exc:
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    except BaseException:  # interrupted (Ctrl-C): no record; the checkpoint lets the same command resume
+        log.warning("interrupted; rerun the same command to resume from the last checkpoint in %s", ckpt_dir)
+        logger.finish(exit_code=1)
+        raise
+    finally:
+        if "status" in record:
+            _finish(record, cfg, logger, device, t0)
+    return record
+
+
+def _finish(record: dict, cfg: DictConfig, logger: Any, device: torch.device, t0: float) -> None:
+    """Complete, write (atomically) and report the run record."""
+    record["peak_memory_kind"] = "cuda_max_allocated" if device.type == "cuda" else "process_peak_rss"
+    record["wall_time_s"] = time.perf_counter() - t0
+    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for key, value in _complete(record).items():
+        record.setdefault(key, value)
+    path = write_record(Path(cfg.paths.records), record)
+    logger.summary({k: record.get(k) for k in _SUMMARY_KEYS})
+    logger.finish(exit_code=0 if record["status"] == "ok" else 1)
+    record["record_path"] = str(path)
+    log.info("run record (%s) written to %s", record["status"], path)
+
+
+_SUMMARY_KEYS = ("status", "best_val_accuracy", "test_accuracy", "steps", "examples_per_s", "tokens_per_s",
+                 "steps_per_s", "peak_memory_bytes", "num_params", "wall_time_s")
+
+
+def _complete(record: dict) -> dict:
+    """Every schema key present (None where the run did not get that far)."""
+    return {**{k: None for k in _SUMMARY_KEYS + ("best_step", "test_loss", "resumed_from")}, "history": [], **record}

@@ -1,0 +1,83 @@
+"""End-to-end runs on tiny generated ListOps: records, resume, determinism, W&B offline."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lra_bench.train import loop
+from lra_bench.train.record import STATUSES
+from lra_bench.train.run import run
+
+RECORD_KEYS = {"task", "attn", "seed", "run_id", "status", "best_val_accuracy", "best_step", "test_accuracy",
+               "steps", "examples_per_s", "tokens_per_s", "peak_memory_bytes", "num_params", "wall_time_s",
+               "hardware", "torch_version", "git_commit", "config", "history", "majority_test_accuracy"}
+
+
+@pytest.mark.parametrize("attn", ["softmax", "fnet"])
+def test_tiny_run_writes_a_complete_record(compose_cfg, tmp_path, attn):
+    record = run(compose_cfg(f"attn={attn}"))
+    path = Path(record["record_path"])
+    assert path.parent == tmp_path / "out" / "records"
+    on_disk = json.loads(path.read_text())
+    assert RECORD_KEYS <= set(on_disk)
+    assert on_disk["status"] == "ok" and on_disk["status"] in STATUSES
+    assert on_disk["task"] == "listops" and on_disk["steps"] == 12
+    assert 0.0 <= on_disk["test_accuracy"] <= 1.0 and on_disk["examples_per_s"] > 0 and on_disk["peak_memory_bytes"] > 0
+    assert [h["step"] for h in on_disk["history"]] == [6, 12]
+    assert on_disk["best_val_accuracy"] == max(h["val_accuracy"] for h in on_disk["history"])
+    assert on_disk["config"]["model"]["hidden_dim"] == 16
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_same_seed_same_result_and_other_seed_differs(compose_cfg):
+    a = run(compose_cfg("trainer.resume=false"))
+    b = run(compose_cfg("trainer.resume=false"))
+    c = run(compose_cfg("trainer.resume=false", "seed=1"))
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert [h["train_loss"] for h in a["history"]] != [h["train_loss"] for h in c["history"]]
+    assert a["run_id"] != c["run_id"]
+
+
+def test_resume_after_interruption_continues_from_saved_step(compose_cfg, monkeypatch):
+    full = run(compose_cfg("trainer.resume=false", "paths.checkpoints=${paths.root}/ckpt_full"))
+
+    real_evaluate = loop.evaluate
+    calls = {"n": 0}
+
+    def interrupt_at_second_eval(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # during step 12's eval, after the step-6 checkpoint
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    cfg = compose_cfg()
+    monkeypatch.setattr(loop, "evaluate", interrupt_at_second_eval)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    assert [p.name for p in Path(cfg.paths.records).glob("*.json")] == [Path(full["record_path"]).name]
+    monkeypatch.setattr(loop, "evaluate", real_evaluate)
+
+    resumed = run(cfg)
+    assert resumed["resumed_from"] == 6 and resumed["steps"] == 12
+    assert [h["step"] for h in resumed["history"]] == [6, 12]
+    # Same data order, RNG and optimizer state: the resumed run ends where the uninterrupted one did.
+    assert resumed["history"][-1]["train_loss"] == pytest.approx(full["history"][-1]["train_loss"], abs=1e-6)
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+
+
+def test_wandb_offline_logs_and_keeps_record(compose_cfg, tmp_path):
+    record = run(compose_cfg("logger=wandb", "logger.mode=offline"))
+    assert record["status"] == "ok"
+    runs = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
+    assert runs, "an offline W&B run directory is written under paths.wandb"
+
+
+def test_divergence_is_recorded(compose_cfg, monkeypatch):
+    real = torch.nn.functional.cross_entropy
+    monkeypatch.setattr(loop.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
+    record = run(compose_cfg("trainer.resume=false"))
+    assert record["status"] == "diverged" and record["steps"] == 1 and "nan" in record["error"]
+    assert record["test_accuracy"] is None
