@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from lra_bench.data.spec import Split, TaskData
 from lra_bench.train.checkpoint import atomic_save, load_training_state, rng_state, save_training_state, set_rng_state
-from lra_bench.train.metrics import Throughput, peak_memory_bytes
+from lra_bench.train.metrics import Throughput, peak_memory_bytes, reset_peak_memory
 from lra_bench.train.schedule import lr_factor
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
                                        "best_val_accuracy": best_acc, "best_step": best_step, "history": history})
 
     meter = Throughput(device)
+    reset_peak_memory(device)
     span_loss, span_correct, span_n = 0.0, 0, 0
     bar = tqdm(total=tcfg.max_steps, initial=step, desc="train", disable=not tcfg.progress, dynamic_ncols=True)
     while step < tcfg.max_steps:

@@ -9,10 +9,33 @@ import time
 import torch
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory window (so data preparation does not count as training memory).
+
+    On Linux, writing 5 to /proc/self/clear_refs resets the process's peak RSS (VmHWM).
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # not Linux: the peak then covers the whole process lifetime
+
+
 def peak_memory_bytes(device: torch.device) -> int:
-    """CUDA: max_memory_allocated on `device`. CPU: the process's peak resident set size."""
+    """CUDA: max_memory_allocated on `device`. CPU: the process's peak resident set size
+    since the last `reset_peak_memory` (Linux), else over the process lifetime."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
 

@@ -81,3 +81,18 @@ def test_divergence_is_recorded(compose_cfg, monkeypatch):
     record = run(compose_cfg("trainer.resume=false"))
     assert record["status"] == "diverged" and record["steps"] == 1 and "nan" in record["error"]
     assert record["test_accuracy"] is None
+
+
+def test_cpu_peak_memory_window_excludes_earlier_allocations():
+    from lra_bench.train.metrics import peak_memory_bytes, reset_peak_memory
+
+    cpu = torch.device("cpu")
+    big = torch.ones(64 * 2**20, dtype=torch.uint8)  # 64 MiB touched
+    big.fill_(1)
+    before = peak_memory_bytes(cpu)
+    del big
+    reset_peak_memory(cpu)
+    after = peak_memory_bytes(cpu)
+    if Path("/proc/self/clear_refs").exists():
+        assert after < before - 32 * 2**20
+    assert after > 0
