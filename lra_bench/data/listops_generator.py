@@ -36,13 +36,13 @@ import math
 import multiprocessing
 import os
 import pathlib
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
 from lra_bench.errors import ConfigError
+from lra_bench.io import atomic_write
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 CLOSE = "]"
@@ -257,16 +257,10 @@ def write_listops_tsv(cfg: ListOpsGenConfig, out_dir: str | os.PathLike, workers
     paths, start = {}, 0
     for split, size in (("train", cfg.num_train), ("val", cfg.num_val), ("test", cfg.num_test)):
         path = out / f"basic_{split}.tsv"
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-                writer.writerow(("Source", "Target"))
-                writer.writerows(samples[start:start + size])
-            os.replace(tmp, path)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+            writer.writerow(("Source", "Target"))
+            writer.writerows(samples[start:start + size])
         paths[split], start = path, start + size
     return paths
 

@@ -9,11 +9,11 @@ git_commit, started_at, finished_at, config (resolved), history (per-eval metric
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
+
+from lra_bench.io import atomic_write
 
 RECORD_VERSION = 1
 STATUSES = ("ok", "failed", "diverged", "oom")
@@ -34,16 +34,9 @@ def git_commit() -> Optional[str]:
 
 
 def write_json_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
 
 
 def write_record(records_dir: Path, record: dict) -> Path:

@@ -7,12 +7,11 @@ with the error, so a sweep's table shows what happened.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
