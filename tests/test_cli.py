@@ -23,7 +23,7 @@ def cli(tmp_path, *args, timeout=300):
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["attn=nope"], "attn=nope is not a config in conf/attn/; available: fnet, softmax"),
+    (["attn=nope"], "attn=nope is not a config in conf/attn/; available: dct, dct_attention, dst, fnet"),
     (["attn=softmax,nope"], "attn=nope is not a config"),
     (["task=imagenet"], "task=imagenet is not a config"),
     (["model.hiden_dim=3"], "unknown key model.hiden_dim; model accepts: hidden_dim"),

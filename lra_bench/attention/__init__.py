@@ -5,6 +5,9 @@ Contract: `__init__(hidden_dim, num_heads=8, dropout=0.0, **own_options)` and
 or `(out, None)` with `return_attention`. `mask` is True at real tokens.
 """
 from lra_bench.attention.fnet import FNetMixer
+from lra_bench.attention.lst import DCTAttention, HadamardAttention, LSTAttention
+from lra_bench.attention.mixed_spectral import MixedSpectralAttention
 from lra_bench.attention.softmax import SoftmaxAttention
 
-__all__ = ["FNetMixer", "SoftmaxAttention"]
+__all__ = ["DCTAttention", "FNetMixer", "HadamardAttention", "LSTAttention", "MixedSpectralAttention",
+           "SoftmaxAttention"]

@@ -7,11 +7,30 @@ import numpy as np
 import pytest
 import torch
 
+from functools import partial
+
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+
 import lra_bench.attention as attention
 from lra_bench.attention import FNetMixer, SoftmaxAttention
+from tests.conftest import CONF_DIR
 
-MIXERS = [getattr(attention, name) for name in attention.__all__]
-B, L, D, H = 3, 11, 16, 4
+B, L, D, H = 3, 11, 16, 4  # L = 11: not a power of two, so Hadamard heads pad
+
+
+def _from_conf(path):
+    node = OmegaConf.to_container(OmegaConf.load(path))
+    cls = get_class(node.pop("_target_"))
+    factory = partial(cls, **node)
+    factory.__name__ = path.stem
+    factory.supports_mask = cls.supports_mask
+    return factory
+
+
+# Every registered mechanism with its defaults, and every conf/attn file with its options.
+MIXERS = [getattr(attention, name) for name in attention.__all__] + \
+    [_from_conf(p) for p in sorted((CONF_DIR / "attn").glob("*.yaml"))]
 
 
 def make(cls, **kw):

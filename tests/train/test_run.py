@@ -16,7 +16,7 @@ RECORD_KEYS = {"task", "attn", "seed", "run_id", "status", "best_val_accuracy", 
                "hardware", "torch_version", "git_commit", "config", "history", "majority_test_accuracy"}
 
 
-@pytest.mark.parametrize("attn", ["softmax", "fnet"])
+@pytest.mark.parametrize("attn", ["softmax", "fnet", "dct", "hadamard", "mixed_spectral"])
 def test_tiny_run_writes_a_complete_record(compose_cfg, tmp_path, attn):
     record = run(compose_cfg(f"attn={attn}"))
     path = Path(record["record_path"])

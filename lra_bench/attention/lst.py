@@ -1,0 +1,203 @@
+"""Linear Spectral Transform (LST) attention, with the API of spectrans' LSTAttention,
+DCTAttention and HadamardAttention (spectrans.layers.attention.lst).
+
+Per head h, with T an orthonormal transform along the sequence (DCT-II, DST-II or
+Walsh-Hadamard): A = T(Q) * T(K) * scale[h], O = A * T(V), optionally
+O /= sum_d |A| + 1e-6, out_h = T^-1(O); heads are concatenated, projected by
+`out_proj` and dropped out. The token mixing costs O(n log n) instead of softmax
+attention's O(n^2) (cf. FNet, Lee-Thorp et al., NAACL 2022; evaluated on Long Range
+Arena, Tay et al., ICLR 2021).
+
+Differences from the reference, all on purpose: real O(n log n) transforms batched over
+heads (lra_bench.transforms), a custom autograd core that saves three spectra instead of
+every intermediate, Hadamard at any length (zero-padded to a power of two as padding
+tokens), `dct_type` 1-4 honoured, and padding masks that keep padded positions from
+influencing real ones (the reference multiplies by the transformed mask, which does
+not). With the same weights and an unmasked power-of-two input, outputs equal the
+reference's; its state_dict keys (q_proj, k_proj, v_proj, out_proj, scale) load as is.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from lra_bench.attention.lst_core import spectral_core
+from lra_bench.transforms.cosine import DCT_TYPES
+from lra_bench.transforms.spectral import basis, makhoul_perm
+
+TRANSFORM_TYPES = ("dct", "dst", "hadamard", "mixed")
+MIXED_CYCLE = ("dct", "dst", "hadamard")
+
+
+class SpectralTransform(nn.Module):
+    """A parameter-free transform along one axis (the modules in `LSTAttention.transforms`)."""
+
+    def __init__(self, kind: str, dct_type: int = 2):
+        super().__init__()
+        self.kind, self.dct_type = kind, dct_type
+        self.basis = basis(kind, dct_type)
+
+    def _along(self, fn, x: torch.Tensor, dim: int) -> torch.Tensor:
+        return fn(x.transpose(dim, -1)).transpose(dim, -1)
+
+    def transform(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        from lra_bench.transforms.cosine import dct, dst
+        from lra_bench.transforms.hadamard import hadamard
+
+        fn = {"dct": lambda t: dct(t, self.dct_type), "dst": dst, "hadamard": hadamard}[self.kind]
+        return self._along(fn, x, dim)
+
+    def inverse_transform(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        from lra_bench.transforms.cosine import idct, idst
+        from lra_bench.transforms.hadamard import hadamard
+
+        fn = {"dct": lambda t: idct(t, self.dct_type), "dst": idst, "hadamard": hadamard}[self.kind]
+        return self._along(fn, x, dim)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}" + (f", type={self.dct_type}" if self.kind == "dct" else "")
+
+
+class _PermuteTokens(torch.autograd.Function):
+    """x[:, perm] whose backward is the inverse gather (not a zero-fill and scatter-add)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, perm: torch.Tensor, inv_perm: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inv_perm)
+        return x.index_select(1, perm)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        (inv_perm,) = ctx.saved_tensors
+        return grad.index_select(1, inv_perm), None, None
+
+
+def permute_tokens(x: torch.Tensor, perm: torch.Tensor, inv_perm: torch.Tensor) -> torch.Tensor:
+    """Reorder the token axis (dim 1) of `x` by the permutation `perm` (inverse `inv_perm`)."""
+    return _PermuteTokens.apply(x, perm, inv_perm)
+
+
+class HeadGroup:
+    """Heads sharing one transform: their channels, their basis and their token order."""
+
+    def __init__(self, kind: str, basis_: Any, heads: list[int], num_heads: int, head_dim: int):
+        self.kind, self.basis, self.heads = kind, basis_, heads
+        self.all_heads = len(heads) == num_heads
+        channels = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
+        self.out_cols = channels  # q/k/v rows and out_proj columns of these heads
+        self.head_index = torch.tensor(heads)
+
+
+def head_groups(kinds: list[str], bases: dict, head_dim: int) -> list[HeadGroup]:
+    """One group per transform kind, in first-seen order (heads batched, never looped)."""
+    return [HeadGroup(kind, bases[kind], [h for h, k in enumerate(kinds) if k == kind], len(kinds), head_dim)
+            for kind in dict.fromkeys(kinds)]
+
+
+def spectral_heads(x: torch.Tensor, mask: Optional[torch.Tensor], q: nn.Linear, k: nn.Linear, v: nn.Linear,
+                   out: nn.Linear, groups: list[HeadGroup], run: Callable) -> torch.Tensor:
+    """Mix each head group with `run(group, x, (q, k, v) projections, perms, mask)` ->
+    (Hg, Dh, B, L) and project back to (B, L, D), zero at padded positions.
+
+    Head outputs stay channels-first, so the transforms run along a contiguous axis and the
+    output projection is one 2-D matmul with a transposed operand. Groups whose basis wants
+    Makhoul order get their tokens reordered (perms = (perm, inverse)) and their output
+    restored after the projection: cheaper than reordering every transform's input and
+    output. A group of some heads only uses its rows of the projections.
+    """
+    B, L, D = x.shape
+    proj = [(lin.weight, lin.bias) for lin in (q, k, v)]
+    y = None
+    for g in groups:
+        perms = makhoul_perm(L, x.device) if g.basis.makhoul_order else None
+        wo, qkv = out.weight, proj
+        if not g.all_heads:
+            cols = g.out_cols.to(x.device)
+            wo = wo.index_select(1, cols)
+            qkv = [(w.index_select(0, cols), None if b is None else b.index_select(0, cols)) for w, b in proj]
+        m = mask if mask is None or perms is None else mask.index_select(1, perms[0])
+        o = run(g, x, qkv, perms, m).reshape(-1, B * L).t()  # (B*L, Dg), float32
+        if not torch.is_autocast_enabled(x.device.type):
+            o = o.to(wo.dtype)
+        first = y is None and out.bias is not None  # the bias, added once (it commutes with reordering)
+        yg = (torch.addmm(out.bias, o, wo.t()) if first else o @ wo.t()).view(B, L, D)  # autocast picks the dtype
+        if perms is not None:
+            yg = permute_tokens(yg, perms[1], perms[0])
+        y = yg if y is None else y + yg
+    if mask is not None:
+        y = y * mask.unsqueeze(-1).to(y.dtype)
+    return y
+
+
+class LSTAttention(nn.Module):
+    supports_mask = True
+    complexity = "O(n log n)"
+
+    def __init__(self, hidden_dim: int, num_heads: int = 8, transform_type: str = "dct", learnable_scale: bool = True,
+                 normalize: bool = True, dropout: float = 0.0, use_bias: bool = True):
+        super().__init__()
+        if hidden_dim % num_heads:
+            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}")
+        if transform_type not in TRANSFORM_TYPES:
+            raise ValueError(f"transform_type={transform_type!r} is not one of {', '.join(TRANSFORM_TYPES)}")
+        self.hidden_dim, self.num_heads, self.head_dim = hidden_dim, num_heads, hidden_dim // num_heads
+        self.transform_type, self.normalize = transform_type, normalize
+        self.q_proj = nn.Linear(hidden_dim, hidden_dim, bias=use_bias)
+        self.k_proj = nn.Linear(hidden_dim, hidden_dim, bias=use_bias)
+        self.v_proj = nn.Linear(hidden_dim, hidden_dim, bias=use_bias)
+        self.out_proj = nn.Linear(hidden_dim, hidden_dim, bias=use_bias)
+        self.dropout = nn.Dropout(dropout)
+        kinds = [MIXED_CYCLE[h % 3] if transform_type == "mixed" else transform_type for h in range(num_heads)]
+        self._build_transforms(kinds, dct_type=2)
+        ones = torch.ones(num_heads, 1, self.head_dim)
+        if learnable_scale:
+            self.scale = nn.Parameter(ones)
+        else:
+            self.register_buffer("scale", ones)
+
+    def _build_transforms(self, kinds: list[str], dct_type: int) -> None:
+        shared = {kind: SpectralTransform(kind, dct_type) for kind in dict.fromkeys(kinds)}
+        self.transforms = nn.ModuleList(shared[k] for k in kinds)
+        self._groups = head_groups(kinds, {k: t.basis for k, t in shared.items()}, self.head_dim)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, return_attention: bool = False):
+        scale = self.scale[:, 0]  # (H, Dh)
+
+        def run(g: HeadGroup, x: torch.Tensor, qkv: list, perms: Optional[tuple],
+                m: Optional[torch.Tensor]) -> torch.Tensor:
+            s = scale if g.all_heads else scale.index_select(0, g.head_index.to(scale.device))
+            return spectral_core(x, *qkv, s, m, g.basis, perms, self.normalize)
+
+        out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, self._groups, run)
+        out = self.dropout(out)
+        return (out, None) if return_attention else out
+
+
+class DCTAttention(LSTAttention):
+    """LST attention with an orthonormal DCT of `dct_type` (1-4) on every head, normalized."""
+
+    def __init__(self, hidden_dim: int, num_heads: int = 8, dct_type: int = 2, learnable_scale: bool = True,
+                 dropout: float = 0.0):
+        if dct_type not in DCT_TYPES:
+            raise ValueError(f"dct_type={dct_type} is not an orthonormal DCT type; use 1, 2, 3 or 4")
+        super().__init__(hidden_dim, num_heads, transform_type="dct", learnable_scale=learnable_scale,
+                         normalize=True, dropout=dropout)
+        self.dct_type = dct_type
+        self._build_transforms(["dct"] * num_heads, dct_type)
+
+
+class HadamardAttention(LSTAttention):
+    """LST attention with the Walsh-Hadamard transform on every head; with `scale_by_sqrt`
+    the scale starts at 1/sqrt(head_dim)."""
+
+    def __init__(self, hidden_dim: int, num_heads: int = 8, scale_by_sqrt: bool = True, learnable_scale: bool = True,
+                 dropout: float = 0.0):
+        super().__init__(hidden_dim, num_heads, transform_type="hadamard", learnable_scale=learnable_scale,
+                         normalize=True, dropout=dropout)
+        self.scale_by_sqrt = scale_by_sqrt
+        if scale_by_sqrt:
+            with torch.no_grad():
+                self.scale.div_(math.sqrt(self.head_dim))

@@ -1,0 +1,90 @@
+"""Mixed spectral attention: heads split round-robin between FFT, DCT and Hadamard
+transforms, with the API of spectrans' MixedSpectralAttention.
+
+FFT heads compute T(Q) * conj(T(K)) * scale * T(V) with the unitary DFT and keep the
+real part of the inverse (for real inputs that is an irFFT of the half spectrum, so we
+compute exactly that); DCT and Hadamard heads compute T(Q) * T(K) * scale * T(V) and
+invert. No normalisation. One learnable scale of shape (1, 1, head_dim) per transform
+type, in the ParameterDict `scales`. Unlike the reference, padding masks are honoured
+and Hadamard heads accept any length (zero-padded to a power of two).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from lra_bench.attention.lst import HeadGroup, SpectralTransform, head_groups, spectral_heads
+from lra_bench.attention.lst_core import spectral_core
+from lra_bench.transforms.spectral import basis
+
+
+class FourierTransform(nn.Module):
+    """Unitary DFT along one axis (parameter-free)."""
+
+    kind = "fft"
+    makhoul_order = False  # natural token order (as a head-group basis)
+
+    def transform(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        return torch.fft.fft(x, dim=dim, norm="ortho")
+
+    def inverse_transform(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        return torch.fft.ifft(x, dim=dim, norm="ortho")
+
+
+def fourier_heads(qkv: torch.Tensor, scale: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """FFT heads: Re IFFT(F(q) * conj(F(k)) * scale * F(v)).
+
+    qkv (3, H, Dh, B, L); scale (1, Dh); mask (B, L) bool or None -> (H, Dh, B, L).
+    """
+    n, dtype = qkv.shape[-1], qkv.dtype
+    with torch.autocast(device_type=qkv.device.type, enabled=False):
+        x = qkv.float() if mask is None else qkv.float() * mask.float().view(1, 1, 1, -1, n)
+        q, k, v = torch.fft.rfft(x, dim=-1, norm="ortho").unbind(0)  # (H, Dh, B, n//2 + 1)
+        out = torch.fft.irfft(q * k.conj() * scale.float()[..., None, None] * v, n=n, dim=-1, norm="ortho")
+    return out.to(dtype)
+
+
+class MixedSpectralAttention(nn.Module):
+    supports_mask = True
+    complexity = "O(n log n)"
+
+    def __init__(self, hidden_dim: int, num_heads: int = 9, use_fft: bool = True, use_dct: bool = True,
+                 use_hadamard: bool = True, dropout: float = 0.0):
+        super().__init__()
+        if hidden_dim % num_heads:
+            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}")
+        enabled = [t for t, on in (("fft", use_fft), ("dct", use_dct), ("hadamard", use_hadamard)) if on]
+        if not enabled:
+            raise ValueError("MixedSpectralAttention needs at least one of use_fft, use_dct, use_hadamard")
+        self.hidden_dim, self.num_heads, self.head_dim = hidden_dim, num_heads, hidden_dim // num_heads
+        self.enabled_transforms = enabled
+        self.head_transforms = [enabled[h % len(enabled)] for h in range(num_heads)]
+        self.q_proj = nn.Linear(hidden_dim, hidden_dim)
+        self.k_proj = nn.Linear(hidden_dim, hidden_dim)
+        self.v_proj = nn.Linear(hidden_dim, hidden_dim)
+        self.out_proj = nn.Linear(hidden_dim, hidden_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.fft = FourierTransform() if use_fft else None
+        self.dct = SpectralTransform("dct") if use_dct else None
+        self.hadamard = SpectralTransform("hadamard") if use_hadamard else None
+        self.scales = nn.ParameterDict({t: nn.Parameter(torch.ones(1, 1, self.head_dim)) for t in enabled})
+        bases = {t: self.fft if t == "fft" else basis(t) for t in enabled}
+        self._groups = head_groups(self.head_transforms, bases, self.head_dim)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, return_attention: bool = False):
+        B, L, _ = x.shape
+
+        def run(g: HeadGroup, x: torch.Tensor, proj: list, perms: Optional[tuple],
+                m: Optional[torch.Tensor]) -> torch.Tensor:
+            scale = self.scales[g.kind][0]  # (1, Dh): one scale for every head of this kind
+            if g.kind == "fft":
+                w, b = (torch.cat(t) for t in zip(*proj))
+                qkv = torch.addmm(b.unsqueeze(-1), w, x.reshape(B * L, -1).t())  # (3 Dg, B*L)
+                return fourier_heads(qkv.view(3, len(g.heads), self.head_dim, B, L), scale, m)
+            return spectral_core(x, *proj, scale, m, g.basis, perms, normalize=False)
+
+        out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, self._groups, run)
+        out = self.dropout(out)
+        return (out, None) if return_attention else out

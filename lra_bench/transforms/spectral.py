@@ -1,0 +1,133 @@
+"""Spectral bases for the LST attention core. Each acts along the last axis and returns
+coefficients with a trailing component axis (size 1, or 2 for packed spectra), so the
+core's elementwise algebra and its sums over channels (axis -3) are the same for all.
+
+`FastDCT2` (and, with `sine=True`, DST-II) works on inputs already in Makhoul order
+(even samples, then odd samples reversed: see `makhoul_perm`; the layer reorders its
+tokens once, before the projections) and returns DCT-II coefficients *packed*: the real
+view of the twiddled rFFT half spectrum z, where X[k] = Re z_k and X[n-k] = -Im z_k
+(Makhoul, IEEE TASSP 1980). Elementwise products of coefficients are elementwise
+products of packed entries, and the inverse needs no unpacking, so a transform costs
+one rFFT plus one twiddle pass. Two slots are special: Im z_0 is always 0 and, for even
+n, the Nyquist coefficient appears twice (Re and -Im of z_{n/2}); `grad_coeffs` and
+`grad_signal` account for both, so the adjoints are exact. DST-II coefficients are the
+DCT-II coefficients of the sign-alternated input read in reverse; elementwise products
+do not see the order, so the reversal is dropped and only the signs remain.
+
+`Orthonormal` wraps any orthonormal pair (T, T^-1) along the last axis (Hadamard, DCT
+types I, III, IV): its adjoints are T^-1 and T.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from lra_bench.transforms.cosine import _makhoul, dct, idct
+from lra_bench.transforms.hadamard import hadamard, next_pow2
+
+
+def makhoul_perm(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(perm, inverse perm): x[perm] is x in Makhoul order."""
+    perm, inv_perm, _, _ = _makhoul(n, device, torch.float32)
+    return perm, inv_perm
+
+
+class Orthonormal:
+    """A real orthonormal transform T (last axis) with inverse T^-1 = T^T."""
+
+    makhoul_order = False
+
+    def __init__(self, forward: Callable, inverse: Callable, pad_pow2: bool = False):
+        self._fwd, self._inv, self.pad_pow2 = forward, inverse, pad_pow2
+
+    def length(self, n: int) -> int:
+        return next_pow2(n) if self.pad_pow2 else n
+
+    def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
+        return None
+
+    def coeffs(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fwd(x).unsqueeze(-1)
+
+    def signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Inverse of `coeffs`, cropped to the first n positions (into `out` if given; may
+        overwrite `y`)."""
+        x = self._inv(y.squeeze(-1))[..., :n]
+        return x if out is None else out.copy_(x)
+
+    def grad_coeffs(self, g: torch.Tensor) -> torch.Tensor:
+        """signal^T g = T g."""
+        return self.coeffs(g)
+
+    def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """coeffs^T gy = T^-1 gy, cropped to n (may overwrite gy)."""
+        return self.signal(gy, n, out)
+
+
+class FastDCT2:
+    """Orthonormal DCT-II (DST-II with `sine`) of Makhoul-ordered input, packed."""
+
+    makhoul_order = True
+    pad_pow2 = False
+
+    def __init__(self, sine: bool = False):
+        self.sine = sine
+
+    def length(self, n: int) -> int:
+        return n
+
+    def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
+        """DST: (-1)^t of the original position t, in Makhoul order: + for the first ceil(n/2)."""
+        if not self.sine:
+            return None
+        sign = torch.ones(n, device=device)
+        sign[(n + 1) // 2:] = -1.0
+        return sign
+
+    def coeffs(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, twiddle, _ = _makhoul(x.shape[-1], x.device, x.dtype)
+        z = torch.fft.rfft(x)
+        z.mul_(twiddle)
+        return torch.view_as_real(z)  # (..., n // 2 + 1, 2)
+
+    def signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor] = None,
+               output_sign: bool = True) -> torch.Tensor:
+        """Inverse of `coeffs` (into `out` if given); overwrites `y` (callers pass buffers they own)."""
+        _, _, _, inv_twiddle = _makhoul(n, y.device, y.dtype)
+        z = torch.view_as_complex(y if y.is_contiguous() else y.contiguous())
+        x = torch.fft.irfft(z.mul_(inv_twiddle), n=n, out=out)
+        if self.sine and output_sign:
+            x[..., (n + 1) // 2:].neg_()
+        return x
+
+    @staticmethod
+    def _scale_nyquist(y: torch.Tensor, n: int, factor: float) -> torch.Tensor:
+        if n % 2 == 0 and n > 1:
+            y[..., -1, :].mul_(factor)
+        return y
+
+    def grad_coeffs(self, g: torch.Tensor) -> torch.Tensor:
+        """signal^T g: signal() reads the Nyquist pair as its average, so each copy gets half."""
+        if self.sine:
+            g = g.clone()
+            g[..., (g.shape[-1] + 1) // 2:].neg_()
+        return self._scale_nyquist(self.coeffs(g), g.shape[-1], 0.5)
+
+    def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """coeffs^T gy (overwrites gy): coeffs() writes the Nyquist coefficient twice.
+        (The DST input signs belong to the core's input weighting, not to coeffs.)"""
+        return self.signal(self._scale_nyquist(gy, n, 2.0), n, out, output_sign=False)
+
+
+def basis(kind: str, dct_type: int = 2):
+    """The spectral basis for a head kind: 'dct' (of `dct_type`), 'dst' or 'hadamard'."""
+    if kind == "dct":
+        if dct_type == 2:
+            return FastDCT2()
+        return Orthonormal(lambda x: dct(x, dct_type), lambda y: idct(y, dct_type))
+    if kind == "dst":
+        return FastDCT2(sine=True)
+    if kind == "hadamard":
+        return Orthonormal(hadamard, hadamard, pad_pow2=True)
+    raise ValueError(f"unknown transform kind {kind!r}; expected dct, dst or hadamard")

@@ -1,0 +1,190 @@
+"""LST attention family: equal to a hand-written dense reference of spectrans' formula,
+spectrans-compatible state dicts and options, exact gradients of the fused core."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.fft as sf
+import scipy.linalg as sl
+import torch
+
+from lra_bench.attention import DCTAttention, HadamardAttention, LSTAttention, MixedSpectralAttention
+from lra_bench.attention.lst_core import retain_spectra, spectral_core
+from lra_bench.transforms.spectral import basis, makhoul_perm
+
+B, D, H = 2, 24, 6
+
+
+def dense(kind: str, n: int, dct_type: int = 2) -> np.ndarray:
+    """The orthonormal transform matrix M (T(x) = M @ x along the sequence) from scipy."""
+    eye = np.eye(n)
+    if kind == "dct":
+        return sf.dct(eye, type=dct_type, norm="ortho", axis=0)
+    if kind == "dst":
+        return sf.dst(eye, type=2, norm="ortho", axis=0)
+    if kind == "hadamard":
+        return sl.hadamard(n) / math.sqrt(n)
+    if kind == "fft":
+        return sl.dft(n, scale="sqrtn")
+    raise ValueError(kind)
+
+
+def proj(lin, x):
+    return x @ lin.weight.detach().double().numpy().T + lin.bias.detach().double().numpy()
+
+
+def reference(layer, x: np.ndarray, kinds: list, scales: list, normalize: bool, dct_type: int = 2) -> np.ndarray:
+    """spectrans' formula, head by head, with dense scipy matrices, in float64."""
+    n, dh = x.shape[1], layer.head_dim
+    q, k, v = (proj(p, x).reshape(B, n, layer.num_heads, dh) for p in (layer.q_proj, layer.k_proj, layer.v_proj))
+    heads = []
+    for h, kind in enumerate(kinds):
+        m = dense(kind, n, dct_type)
+        tq, tk, tv = (np.einsum("ij,bjd->bid", m, t[:, :, h]) for t in (q, k, v))
+        if kind == "fft":
+            a = tq * np.conj(tk) * scales[h]
+        else:
+            a = tq * tk * scales[h]
+        o = a * tv
+        if normalize:
+            o = o / (np.abs(a).sum(-1, keepdims=True) + 1e-6)
+        heads.append(np.real(np.einsum("ij,bjd->bid", np.conj(m).T, o)))
+    return proj(layer.out_proj, np.concatenate(heads, axis=-1))
+
+
+def randomize(layer):
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn_like(p) * (0.3 if p.ndim == 2 else 1.0) + (0.5 if p.ndim == 3 else 0.0))
+    return layer.eval()
+
+
+def run(layer, n, seed=0):
+    x = np.random.default_rng(seed).standard_normal((B, n, D))
+    return layer(torch.from_numpy(x).float()).detach().double().numpy(), x
+
+
+@pytest.mark.parametrize("n", [16, 64])
+@pytest.mark.parametrize("transform_type", ["dct", "dst", "hadamard", "mixed"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_lst_equals_reference(n, transform_type, normalize):
+    layer = randomize(LSTAttention(D, H, transform_type=transform_type, normalize=normalize))
+    kinds = [("dct", "dst", "hadamard")[h % 3] if transform_type == "mixed" else transform_type for h in range(H)]
+    out, x = run(layer, n)
+    scales = [layer.scale[h].detach().double().numpy() for h in range(H)]
+    np.testing.assert_allclose(out, reference(layer, x, kinds, scales, normalize), atol=2e-4, rtol=2e-4)
+
+
+@pytest.mark.parametrize("dct_type", [1, 2, 3, 4])
+def test_dct_attention_honours_dct_type(dct_type):
+    layer = randomize(DCTAttention(D, H, dct_type=dct_type))
+    out, x = run(layer, 20)
+    scales = [layer.scale[h].detach().double().numpy() for h in range(H)]
+    np.testing.assert_allclose(out, reference(layer, x, ["dct"] * H, scales, True, dct_type), atol=2e-4, rtol=2e-4)
+
+
+@pytest.mark.parametrize("flags", [(True, True, True), (True, False, False), (False, True, True), (False, False, True)])
+def test_mixed_spectral_equals_reference(flags):
+    use_fft, use_dct, use_hadamard = flags
+    layer = randomize(MixedSpectralAttention(D, H, use_fft=use_fft, use_dct=use_dct, use_hadamard=use_hadamard))
+    enabled = [t for t, on in zip(("fft", "dct", "hadamard"), flags) if on]
+    kinds = [enabled[h % len(enabled)] for h in range(H)]
+    assert layer.head_transforms == kinds
+    out, x = run(layer, 32)
+    scales = [layer.scales[k].detach().double().numpy()[0] for k in kinds]
+    np.testing.assert_allclose(out, reference(layer, x, kinds, scales, False), atol=2e-4, rtol=2e-4)
+
+
+def test_hadamard_any_length_is_zero_padding_to_pow2():
+    """At a length the reference rejects, Hadamard heads equal the power-of-two run on an
+    input padded with masked tokens, cropped."""
+    layer = randomize(HadamardAttention(D, H))
+    x = torch.randn(B, 2000 // 40, D)  # 50 tokens -> transform length 64
+    padded = torch.cat([x, torch.randn(B, 14, D)], dim=1)
+    mask = torch.zeros(B, 64, dtype=torch.bool)
+    mask[:, :50] = True
+    torch.testing.assert_close(layer(x), layer(padded, mask=mask)[:, :50], atol=1e-5, rtol=1e-5)
+
+
+def test_spectrans_api_attributes_and_state_dict():
+    layer = LSTAttention(64, 8, transform_type="mixed", learnable_scale=True, use_bias=False)
+    assert layer.head_dim == 8 and layer.transform_type == "mixed"
+    assert [t.kind for t in layer.transforms] == ["dct", "dst", "hadamard"] * 2 + ["dct", "dst"]
+    assert isinstance(layer.scale, torch.nn.Parameter) and layer.scale.shape == (8, 1, 8)
+    assert torch.equal(layer.scale.detach(), torch.ones(8, 1, 8)) and layer.q_proj.bias is None
+    assert set(layer.state_dict()) == {"q_proj.weight", "k_proj.weight", "v_proj.weight", "out_proj.weight", "scale"}
+    frozen = LSTAttention(64, 8, learnable_scale=False)
+    assert "scale" in dict(frozen.named_buffers()) and "scale" not in dict(frozen.named_parameters())
+    had = HadamardAttention(64, 4)
+    assert torch.allclose(had.scale.detach(), torch.full((4, 1, 16), 1 / 4.0)) and had.scale_by_sqrt
+    assert torch.equal(HadamardAttention(64, 4, scale_by_sqrt=False).scale.detach(), torch.ones(4, 1, 16))
+    mixed = MixedSpectralAttention(72)
+    assert mixed.num_heads == 9 and set(mixed.scales) == {"fft", "dct", "hadamard"}
+    assert {k for k in mixed.state_dict() if k.startswith("scales")} == {"scales.fft", "scales.dct", "scales.hadamard"}
+    assert mixed.scales["fft"].shape == (1, 1, 8)
+
+
+def test_state_dict_round_trip_gives_same_outputs():
+    """A spectrans-format state_dict (same keys and shapes) loads unchanged and reproduces outputs."""
+    src = randomize(LSTAttention(D, H, transform_type="dst"))
+    sd = {k: v.clone() for k, v in src.state_dict().items()}
+    dst = LSTAttention(D, H, transform_type="dst")
+    dst.load_state_dict(sd, strict=True)
+    x = torch.randn(B, 16, D)
+    torch.testing.assert_close(dst.eval()(x), src(x))
+
+
+def test_bad_options_are_rejected():
+    with pytest.raises(ValueError, match="dct_type=7"):
+        DCTAttention(D, H, dct_type=7)
+    with pytest.raises(ValueError, match="at least one"):
+        MixedSpectralAttention(D, H, use_fft=False, use_dct=False, use_hadamard=False)
+    with pytest.raises(ValueError, match="transform_type"):
+        LSTAttention(D, H, transform_type="wavelet")
+    with pytest.raises(ValueError, match="divisible"):
+        LSTAttention(25, 4)
+
+
+@pytest.mark.parametrize("kind,n", [("dct", 8), ("dct", 7), ("dst", 6), ("dst", 5), ("hadamard", 8), ("hadamard", 6)])
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_core_gradients_are_exact(kind, n, normalize, masked):
+    torch.manual_seed(0)
+    heads, dh, d = 2, 3, 5
+    x = torch.randn(B, n, d, dtype=torch.float64, requires_grad=True)
+    ws = [torch.randn(heads * dh, d, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    bs = [torch.randn(heads * dh, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    scale = (torch.rand(heads, dh, dtype=torch.float64) + 0.5).requires_grad_(True)
+    b = basis(kind)
+    perms = makhoul_perm(n, x.device) if b.makhoul_order else None
+    mask = None
+    if masked:
+        mask = torch.ones(B, n, dtype=torch.bool)
+        mask[1, n // 2:] = False
+
+    def f(x, wq, wk, wv, bq, bk, bv, s):
+        return spectral_core(x, (wq, bq), (wk, bk), (wv, bv), s, mask, b, perms, normalize)
+
+    with retain_spectra():
+        assert torch.autograd.gradcheck(f, (x, *ws, *bs, scale), eps=1e-6, atol=1e-6)
+
+
+def test_core_graph_is_single_use_unless_retained():
+    layer = LSTAttention(D, H)
+    out = layer(torch.randn(B, 8, D)).sum()
+    out.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="retain_spectra"):
+        out.backward()
+
+
+def test_autocast_bf16_keeps_transforms_in_float32():
+    layer = randomize(LSTAttention(D, H, transform_type="dct"))
+    x = torch.randn(B, 32, D)
+    ref = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), ref, atol=0.1, rtol=0.05)

@@ -1,0 +1,99 @@
+"""`python -m lra_bench.bench attention`: rows, ratios, errors as rows, CSV, one-line CLI errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from lra_bench.attention.fnet import FNetMixer
+from lra_bench.bench import bench_attention
+from lra_bench.bench.memory import LiveStorageBytes
+from lra_bench.bench.mixers import mixer_names
+from lra_bench.bench.report import CSV_COLUMNS, TABLE_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(batch=2, hidden=16, heads=2, warmup=0, repeats=1, threads=2)
+
+
+def bench_cli(*args):
+    return subprocess.run([sys.executable, "-m", "lra_bench.bench", "attention", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_rows_times_memory_and_ratios():
+    df = bench_attention(["softmax", "fnet"], [16, 32], **TINY)
+    assert list(df.columns) == CSV_COLUMNS
+    assert sorted(zip(df.attn, df.n)) == sorted((a, n) for a in ("projections", "softmax", "fnet") for n in (16, 32))
+    assert (df.status == "ok").all()
+    assert (df.fwd_ms > 0).all() and (df.fwdbwd_ms > 0).all() and (df.peak_mib >= 0).all()
+    assert (df.memory_method == "tensor_storage").all() and (df.device == "cpu").all()
+    for n, at_n in df.groupby("n"):
+        by = at_n.set_index("attn")
+        assert by.loc["projections", "vs_proj"] == pytest.approx(1.0)
+        assert by.loc["softmax", "vs_softmax"] == pytest.approx(1.0)
+        for name in ("softmax", "fnet"):
+            assert by.loc[name, "vs_proj"] == pytest.approx(by.loc[name, "fwdbwd_ms"] / by.loc["projections", "fwdbwd_ms"])
+            assert by.loc[name, "vs_softmax"] == pytest.approx(by.loc["softmax", "fwdbwd_ms"] / by.loc[name, "fwdbwd_ms"])
+
+
+def test_no_softmax_leaves_vs_softmax_blank():
+    df = bench_attention(["fnet"], [16], **TINY)
+    assert list(df.attn) == ["projections", "fnet"] and df.vs_softmax.isna().all()
+
+
+def test_a_failing_configuration_is_a_row_not_a_crash(monkeypatch):
+    forward = FNetMixer.forward
+
+    def picky(self, x, *args, **kwargs):
+        if x.shape[1] == 32:
+            raise RuntimeError("length 32 is not supported\n(second line)")
+        return forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(FNetMixer, "forward", picky)
+    df = bench_attention(["fnet"], [16, 32], **TINY).set_index(["attn", "n"])
+    assert df.loc[("fnet", 16), "status"] == "ok"
+    bad = df.loc[("fnet", 32)]
+    assert bad.status == "error: RuntimeError: length 32 is not supported (second line)"
+    assert pd.isna(bad.fwdbwd_ms) and pd.isna(bad.vs_proj)
+    assert df.loc[("projections", 32), "status"] == "ok"
+
+
+def test_live_storage_counts_new_storages_once_and_frees_them():
+    before = torch.zeros(1024)  # exists before: never counted, nor its views or in-place results
+    with LiveStorageBytes() as meter:
+        before.view(32, 32).add_(1)
+        a = torch.ones(2**18)  # 1 MiB
+        a.view(512, 512).mul_(2)  # a view and an in-place op of `a`: still 1 MiB
+        b = a * 2  # 2 MiB live
+        del a, b
+        c = torch.ones(2**17)  # 0.5 MiB once a and b are gone
+        assert meter.live == 2**19
+    assert meter.peak == 2**21
+    del c
+
+
+def test_cli_prints_table_and_writes_csv(tmp_path):
+    out = tmp_path / "sub" / "a.csv"
+    r = bench_cli("--attn", "softmax", "--lengths", "16", "--hidden", "16", "--heads", "2", "--repeats", "1",
+                  "--warmup", "0", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("attention benchmark | cpu") and "memory: tensor_storage" in lines[0]
+    assert lines[1].split() == TABLE_COLUMNS
+    assert [line.split()[0] for line in lines[2:4]] == ["projections", "softmax"]
+    df = pd.read_csv(out)
+    assert list(df.columns) == CSV_COLUMNS and len(df) == 2 and (df.status == "ok").all()
+    assert set(df.hidden) == {16} and set(df.heads) == {2} and set(df.threads) == {2}
+
+
+def test_cli_unknown_name_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "a.csv"
+    r = bench_cli("--attn", "softmax,nope", "--lengths", "16", "--out", str(out))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error: unknown --attn nope; available: ")
+    assert ", ".join(mixer_names()) in r.stderr
+    assert r.stdout == "" and not out.exists()
