@@ -99,27 +99,26 @@ def head_groups(kinds: list[str], bases: dict, head_dim: int) -> list[HeadGroup]
 
 def spectral_heads(x: torch.Tensor, mask: Optional[torch.Tensor], q: nn.Linear, k: nn.Linear, v: nn.Linear,
                    out: nn.Linear, groups: list[HeadGroup], run: Callable) -> torch.Tensor:
-    """Mix each head group with `run(group, x, (q, k, v) projections, perms, mask)` ->
-    (Hg, Dh, B, L) and project back to (B, L, D), zero at padded positions.
+    """Mix each head group with `run(group, x, (q, k, v) projections, perms, mask, channels)`
+    -> (Hg, Dh, B, L) and project back to (B, L, D), zero at padded positions.
 
     Head outputs stay channels-first, so the transforms run along a contiguous axis and the
     output projection is one 2-D matmul with a transposed operand. Groups whose basis wants
     Makhoul order get their tokens reordered (perms = (perm, inverse)) and their output
     restored after the projection: cheaper than reordering every transform's input and
-    output. A group of some heads only uses its rows of the projections.
+    output. A group of some heads uses only its `channels` of the projections.
     """
     B, L, D = x.shape
     proj = [(lin.weight, lin.bias) for lin in (q, k, v)]
     y = None
     for g in groups:
         perms = makhoul_perm(L, x.device) if g.basis.makhoul_order else None
-        wo, qkv = out.weight, proj
+        wo, channels = out.weight, None
         if not g.all_heads:
-            cols = g.out_cols.to(x.device)
-            wo = wo.index_select(1, cols)
-            qkv = [(w.index_select(0, cols), None if b is None else b.index_select(0, cols)) for w, b in proj]
+            channels = g.out_cols.to(x.device)
+            wo = wo.index_select(1, channels)
         m = mask if mask is None or perms is None else mask.index_select(1, perms[0])
-        o = run(g, x, qkv, perms, m).reshape(-1, B * L).t()  # (B*L, Dg), float32
+        o = run(g, x, proj, perms, m, channels).reshape(-1, B * L).t()  # (B*L, Dg), float32
         if not torch.is_autocast_enabled(x.device.type):
             o = o.to(wo.dtype)
         first = y is None and out.bias is not None  # the bias, added once (it commutes with reordering)
@@ -166,10 +165,10 @@ class LSTAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, return_attention: bool = False):
         scale = self.scale[:, 0]  # (H, Dh)
 
-        def run(g: HeadGroup, x: torch.Tensor, qkv: list, perms: Optional[tuple],
-                m: Optional[torch.Tensor]) -> torch.Tensor:
+        def run(g: HeadGroup, x: torch.Tensor, proj: list, perms: Optional[tuple], m: Optional[torch.Tensor],
+                channels: Optional[torch.Tensor]) -> torch.Tensor:
             s = scale if g.all_heads else scale.index_select(0, g.head_index.to(scale.device))
-            return spectral_core(x, *qkv, s, m, g.basis, perms, self.normalize)
+            return spectral_core(x, *proj, s, m, g.basis, perms, self.normalize, channels=channels)
 
         out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, self._groups, run)
         out = self.dropout(out)

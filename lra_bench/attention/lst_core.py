@@ -38,6 +38,19 @@ def retain_spectra() -> Iterator[None]:
         _REUSE_SPECTRA = previous
 
 
+def _stack(channels: Optional[torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
+    """Concatenate the q, k, v weights (or biases), keeping only rows `channels` if given."""
+    return torch.cat([t if channels is None else t.index_select(0, channels) for t in tensors])
+
+
+def _unstack(grad: torch.Tensor, channels: Optional[torch.Tensor], like: torch.Tensor) -> tuple:
+    """The gradients of the three tensors `_stack` concatenated (full size, zero elsewhere)."""
+    parts = grad.to(like.dtype).chunk(3)
+    if channels is None:
+        return parts
+    return tuple(like.new_zeros(like.shape).index_copy_(0, channels, p) for p in parts)
+
+
 def _rows(x: torch.Tensor, perm: Optional[torch.Tensor]) -> torch.Tensor:
     """(B, L, D) tokens -> (B*L, D) rows, reordered along L by perm when given."""
     return (x if perm is None else x.index_select(1, perm)).reshape(-1, x.shape[-1])
@@ -48,17 +61,19 @@ class SpectralCore(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, w_q: torch.Tensor, w_k: torch.Tensor, w_v: torch.Tensor,
                 b_q: Optional[torch.Tensor], b_k: Optional[torch.Tensor], b_v: Optional[torch.Tensor],
                 perm: Optional[torch.Tensor], inv_perm: Optional[torch.Tensor], in_weight: Optional[torch.Tensor],
-                scale: torch.Tensor, basis: Any, normalize: bool, eps: float) -> torch.Tensor:
+                scale: torch.Tensor, channels: Optional[torch.Tensor], basis: Any, normalize: bool,
+                eps: float) -> torch.Tensor:
         """x (B, L, D) tokens; w_*, b_* the q/k/v projections onto G = H * Dh channels; perm:
         token order the basis wants (inverse inv_perm), or None; in_weight (B or 1, L) applied
         to q, k, v before the transform (padding mask, DST signs; in perm's order) or None;
-        scale (H or 1, Dh) -> (H, Dh, B, L) in float32 (float64 for float64 inputs)."""
+        scale (H or 1, Dh); channels: the G rows of w_* and b_* to use (None: all)
+        -> (H, Dh, B, L) in float32 (float64 for float64 inputs)."""
         batch, n, _ = x.shape
         m = basis.length(n)
-        heads, head_dim = w_q.shape[0] // scale.shape[1], scale.shape[1]
-        qkv = torch.mm(torch.cat([w_q, w_k, w_v]), _rows(x, perm).t())  # (3G, B*L); autocast may pick the dtype
+        qkv = torch.mm(_stack(channels, w_q, w_k, w_v), _rows(x, perm).t())  # (3G, B*L); autocast may pick dtype
+        heads, head_dim = qkv.shape[0] // 3 // scale.shape[1], scale.shape[1]
         if b_q is not None:
-            qkv = qkv.add_(torch.cat([b_q, b_k, b_v]).to(qkv.dtype).unsqueeze(-1))
+            qkv = qkv.add_(_stack(channels, b_q, b_k, b_v).to(qkv.dtype).unsqueeze(-1))
         ctx.dtype = torch.promote_types(qkv.dtype, torch.float32)  # at least float32, float64 stays
         qkv = qkv.to(ctx.dtype).view(3, heads, head_dim, batch, n)
         if in_weight is not None:
@@ -69,24 +84,28 @@ class SpectralCore(torch.autograd.Function):
         del qkv
         s = scale.to(ctx.dtype)[..., None, None, None]  # (H, Dh, 1, 1, 1)
         q, k, v = c.unbind(0)
-        o = torch.mul(q, k).mul_(s)  # A
-        if normalize:
+        if getattr(basis, "complex", False):  # Fourier heads: Q * conj(K) * scale * V, unnormalised
+            if normalize:
+                raise ValueError("Fourier heads are not normalised")
+            o = torch.mul(q, k.conj()).mul_(s).mul_(v)
+        elif normalize:
+            o = torch.mul(q, k).mul_(s)  # A
             norm = o.abs_().sum(1, keepdim=True).add_(eps)  # (H, 1, B, S, P)
             torch.mul(q, k, out=o).mul_(s).mul_(v).div_(norm)  # A * V / norm (A recomputed: no temporary)
         else:
-            o.mul_(v)
+            o = torch.mul(q, k).mul_(s).mul_(v)
         out = basis.signal(o, n)
         # x and the weights are held by the caller anyway; the permuted rows, the
         # concatenated weights and the normaliser are recomputed in the backward.
-        ctx.save_for_backward(x, w_q, w_k, w_v, perm, inv_perm, in_weight, scale)
+        ctx.save_for_backward(x, w_q, w_k, w_v, perm, inv_perm, in_weight, channels, scale)
         ctx.spectra = c  # an intermediate, on ctx so that the backward may reuse its memory
-        ctx.basis, ctx.has_bias, ctx.normalize, ctx.eps = basis, b_q is not None, normalize, eps
+        ctx.basis, ctx.has_bias, ctx.normalize, ctx.eps, ctx.n = basis, b_q is not None, normalize, eps, n
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor):
-        x, w_q, w_k, w_v, perm, inv_perm, in_weight, scale = ctx.saved_tensors
+        scale = ctx.saved_tensors[-1]
         c, basis = ctx.spectra, ctx.basis
         if c is None:
             raise RuntimeError("the LST core's saved spectra were used up by an earlier backward; wrap both "
@@ -101,6 +120,9 @@ class SpectralCore(torch.autograd.Function):
         grad = grad.to(ctx.dtype).contiguous() if m == n else F.pad(grad.to(ctx.dtype), (0, m - n))
         g = basis.grad_coeffs(grad)  # dL/dO  (H, Dh, B, S, P)
         del grad
+        if getattr(basis, "complex", False):
+            d_qkv, g_scale = _fourier_backward(ctx, c, g, s, scale)
+            return _projection_backward(ctx, d_qkv, g_scale)
         q, k, v = c.unbind(0)
         t = torch.mul(q, k)  # QK; the one scratch buffer, refilled from Q and K when needed
         if ctx.normalize:
@@ -125,33 +147,70 @@ class SpectralCore(torch.autograd.Function):
         d_q = torch.mul(g_a, k, out=t)  # dL/dQ = dL/dA * scale * K
         d_k = q.mul_(g_a)  # dL/dK = dL/dA * scale * Q, in Q's slot
         del g_a, k, v
-        # Back to the signal domain, into c's own memory. Part i of the (3, ..., n) result
-        # lies within slots i-1 and i of c (each slot holds >= n values per signal), so write
-        # part 2 first (slots 1 and 2 are free), then move dL/dK out of slot 0 and write
-        # part 1, then part 0.
-        d_qkv = c.view(-1)[: 3 * d_k[..., 0, 0].numel() * n].view(3, *d_k.shape[:-2], n)
+        # Back to the signal domain, into c's own memory (see _signal_view): part 2 first
+        # (slots 1 and 2 are free), then move dL/dK out of slot 0 and write part 1, then part 0.
+        d_qkv = _signal_view(c, n)
         basis.grad_signal(g, n, out=d_qkv[2])
         basis.grad_signal(g.copy_(d_k), n, out=d_qkv[1])
         basis.grad_signal(d_q, n, out=d_qkv[0])
         del g, d_q, d_k, c
-        if in_weight is not None:
-            d_qkv.mul_(in_weight.view(1, 1, 1, -1, n))
-        d_qkv = d_qkv.view(3 * w_q.shape[0], -1)  # (3G, B*L)
-        d_x, d_w, d_b = None, (None,) * 3, (None,) * 3
-        if ctx.needs_input_grad[0]:
-            d_x = torch.mm(d_qkv.t(), torch.cat([w_q, w_k, w_v]).to(ctx.dtype)).view(x.shape)
-            d_x = (d_x if inv_perm is None else d_x.index_select(1, inv_perm)).to(x.dtype)
-        if any(ctx.needs_input_grad[1:4]):
-            d_w = torch.mm(d_qkv, _rows(x, perm).to(ctx.dtype)).to(w_q.dtype).chunk(3)
-        if ctx.has_bias and any(ctx.needs_input_grad[4:7]):
-            d_b = d_qkv.sum(1).to(w_q.dtype).chunk(3)
-        return (d_x, *d_w, *d_b, None, None, None, g_scale, None, None, None)
+        return _projection_backward(ctx, d_qkv, g_scale)
+
+
+def _signal_view(c: torch.Tensor, n: int) -> torch.Tensor:
+    """A (3, H, Dh, B, n) real view of the start of c's memory (c: (3, H, Dh, B, S, P)).
+
+    Each slot of c holds at least n real values per signal, so part i of the view lies
+    within slots i-1 and i of c: it may be written once those slots are no longer needed."""
+    flat = torch.view_as_real(c).view(-1) if c.is_complex() else c.view(-1)
+    return flat[: 3 * c[0, ..., 0, 0].numel() * n].view(3, *c.shape[1:-2], n)
+
+
+def _fourier_backward(ctx: Any, c: torch.Tensor, g: torch.Tensor, s: torch.Tensor, scale: torch.Tensor):
+    """Gradients of O = Q * conj(K) * s * V for a real loss (g = dL/dRe O + i dL/dIm O)."""
+    n = ctx.n
+    q, k, v = c.unbind(0)
+    t = torch.mul(q.conj(), k).mul_(g)  # g * conj(Q) * K
+    g_scale = None
+    if ctx.needs_input_grad[10]:  # dL/ds = sum Re(conj(g) * Q * conj(K) * V) = sum Re(conj(t) * V)
+        g_scale = torch.view_as_real(t).mul(torch.view_as_real(v)).sum(dim=(2, 3, 4, 5))
+        if scale.shape[0] == 1:
+            g_scale = g_scale.sum(0, keepdim=True)
+    t.mul_(s)  # dL/dV = g * conj(Q * conj(K) * s)
+    k.mul_(v.conj()).mul_(g).mul_(s)  # dL/dQ = g * conj(conj(K) * s * V), in K's slot
+    q.mul_(v).mul_(g.conj()).mul_(s)  # dL/dK = conj(g) * Q * s * V, in Q's slot
+    del v
+    d_qkv = _signal_view(c, n)  # parts 2, 1, 0 in turn, moving gradients out of slots about to be written
+    g.copy_(k)
+    ctx.basis.grad_signal(t, n, out=d_qkv[2])
+    ctx.basis.grad_signal(t.copy_(q), n, out=d_qkv[1])
+    ctx.basis.grad_signal(g, n, out=d_qkv[0])
+    return d_qkv, g_scale
+
+
+def _projection_backward(ctx: Any, d_qkv: torch.Tensor, g_scale: Optional[torch.Tensor]):
+    """From dL/d(weighted q, k, v) (3, H, Dh, B, L) to the Function's input gradients."""
+    x, w_q, w_k, w_v, perm, inv_perm, in_weight, channels, _ = ctx.saved_tensors
+    if in_weight is not None:
+        d_qkv.mul_(in_weight.view(1, 1, 1, -1, ctx.n))
+    d_qkv = d_qkv.view(-1, x.shape[0] * ctx.n)  # (3G, B*L)
+    d_x, d_w, d_b = None, (None,) * 3, (None,) * 3
+    if ctx.needs_input_grad[0]:
+        d_x = torch.mm(d_qkv.t(), _stack(channels, w_q, w_k, w_v).to(ctx.dtype)).view(x.shape)
+        d_x = (d_x if inv_perm is None else d_x.index_select(1, inv_perm)).to(x.dtype)
+    if any(ctx.needs_input_grad[1:4]):
+        d_w = _unstack(torch.mm(d_qkv, _rows(x, perm).to(ctx.dtype)), channels, w_q)
+    if ctx.has_bias and any(ctx.needs_input_grad[4:7]):
+        d_b = _unstack(d_qkv.sum(1), channels, w_q[:, 0])
+    return (d_x, *d_w, *d_b, None, None, None, g_scale, None, None, None, None)
 
 
 def spectral_core(x: torch.Tensor, q: tuple, k: tuple, v: tuple, scale: torch.Tensor, mask: Optional[torch.Tensor],
-                  basis: Any, perms: Optional[tuple] = None, normalize: bool = True, eps: float = 1e-6) -> torch.Tensor:
-    """Project tokens x (B, L, D) with q, k, v = (weight, bias or None) onto H heads of Dh
-    channels and mix them: (H, Dh, B, L), float32 (float64 for float64 inputs).
+                  basis: Any, perms: Optional[tuple] = None, normalize: bool = True, eps: float = 1e-6,
+                  channels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Project tokens x (B, L, D) with q, k, v = (weight, bias or None) -- restricted to
+    rows `channels` when given -- onto H heads of Dh channels and mix them: (H, Dh, B, L),
+    float32 (float64 for float64 inputs).
 
     perms = (perm, inverse) reorders the tokens first (Makhoul order, when
     `basis.makhoul_order`); `mask` (B, L) bool, True at real tokens, is given in that order.
@@ -165,5 +224,5 @@ def spectral_core(x: torch.Tensor, q: tuple, k: tuple, v: tuple, scale: torch.Te
     if sign is not None:
         in_weight = sign.view(1, n) if in_weight is None else in_weight * sign
     perm, inv_perm = perms if perms is not None else (None, None)
-    return SpectralCore.apply(x, q[0], k[0], v[0], q[1], k[1], v[1], perm, inv_perm, in_weight, scale, basis,
-                              normalize, eps)
+    return SpectralCore.apply(x, q[0], k[0], v[0], q[1], k[1], v[1], perm, inv_perm, in_weight, scale, channels,
+                              basis, normalize, eps)

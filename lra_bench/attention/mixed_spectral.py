@@ -3,7 +3,7 @@ transforms, with the API of spectrans' MixedSpectralAttention.
 
 FFT heads compute T(Q) * conj(T(K)) * scale * T(V) with the unitary DFT and keep the
 real part of the inverse (for real inputs that is an irFFT of the half spectrum, so we
-compute exactly that); DCT and Hadamard heads compute T(Q) * T(K) * scale * T(V) and
+compute exactly that, in the same fused, memory-lean core as the other heads); DCT and Hadamard heads compute T(Q) * T(K) * scale * T(V) and
 invert. No normalisation. One learnable scale of shape (1, 1, head_dim) per transform
 type, in the ParameterDict `scales`. Unlike the reference, padding masks are honoured
 and Hadamard heads accept any length (zero-padded to a power of two).
@@ -21,29 +21,15 @@ from lra_bench.transforms.spectral import basis
 
 
 class FourierTransform(nn.Module):
-    """Unitary DFT along one axis (parameter-free)."""
+    """Unitary DFT along one axis (parameter-free), as spectrans' FFT1D(norm="ortho")."""
 
     kind = "fft"
-    makhoul_order = False  # natural token order (as a head-group basis)
 
     def transform(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         return torch.fft.fft(x, dim=dim, norm="ortho")
 
     def inverse_transform(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         return torch.fft.ifft(x, dim=dim, norm="ortho")
-
-
-def fourier_heads(qkv: torch.Tensor, scale: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """FFT heads: Re IFFT(F(q) * conj(F(k)) * scale * F(v)).
-
-    qkv (3, H, Dh, B, L); scale (1, Dh); mask (B, L) bool or None -> (H, Dh, B, L).
-    """
-    n, dtype = qkv.shape[-1], qkv.dtype
-    with torch.autocast(device_type=qkv.device.type, enabled=False):
-        x = qkv.float() if mask is None else qkv.float() * mask.float().view(1, 1, 1, -1, n)
-        q, k, v = torch.fft.rfft(x, dim=-1, norm="ortho").unbind(0)  # (H, Dh, B, n//2 + 1)
-        out = torch.fft.irfft(q * k.conj() * scale.float()[..., None, None] * v, n=n, dim=-1, norm="ortho")
-    return out.to(dtype)
 
 
 class MixedSpectralAttention(nn.Module):
@@ -70,20 +56,13 @@ class MixedSpectralAttention(nn.Module):
         self.dct = SpectralTransform("dct") if use_dct else None
         self.hadamard = SpectralTransform("hadamard") if use_hadamard else None
         self.scales = nn.ParameterDict({t: nn.Parameter(torch.ones(1, 1, self.head_dim)) for t in enabled})
-        bases = {t: self.fft if t == "fft" else basis(t) for t in enabled}
-        self._groups = head_groups(self.head_transforms, bases, self.head_dim)
+        self._groups = head_groups(self.head_transforms, {t: basis(t) for t in enabled}, self.head_dim)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, return_attention: bool = False):
-        B, L, _ = x.shape
-
-        def run(g: HeadGroup, x: torch.Tensor, proj: list, perms: Optional[tuple],
-                m: Optional[torch.Tensor]) -> torch.Tensor:
+        def run(g: HeadGroup, x: torch.Tensor, proj: list, perms: Optional[tuple], m: Optional[torch.Tensor],
+                channels: Optional[torch.Tensor]) -> torch.Tensor:
             scale = self.scales[g.kind][0]  # (1, Dh): one scale for every head of this kind
-            if g.kind == "fft":
-                w, b = (torch.cat(t) for t in zip(*proj))
-                qkv = torch.addmm(b.unsqueeze(-1), w, x.reshape(B * L, -1).t())  # (3 Dg, B*L)
-                return fourier_heads(qkv.view(3, len(g.heads), self.head_dim, B, L), scale, m)
-            return spectral_core(x, *proj, scale, m, g.basis, perms, normalize=False)
+            return spectral_core(x, *proj, scale, m, g.basis, perms, normalize=False, channels=channels)
 
         out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, self._groups, run)
         out = self.dropout(out)

@@ -19,6 +19,7 @@ types I, III, IV): its adjoints are T^-1 and T.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Optional
 
 import torch
@@ -120,8 +121,50 @@ class FastDCT2:
         return self.signal(self._scale_nyquist(gy, n, 2.0), n, out, output_sign=False)
 
 
+@lru_cache(maxsize=None)
+def _hermitian_weight(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Multiplicity of each rFFT bin in the full spectrum: 1 for DC (and Nyquist), else 2."""
+    w = torch.full((n // 2 + 1,), 2.0, dtype=dtype)
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0
+    return w.to(device)
+
+
+class Fourier:
+    """The unitary DFT as a half spectrum (complex coefficients, trailing axis of size 1).
+
+    Heads using it multiply coefficients as complex numbers (Q * conj(K) * V), so the core
+    treats it apart (`complex = True`). irFFT reads each interior bin twice (as itself and
+    its conjugate), so its adjoint doubles them, and rFFT's adjoint halves them.
+    """
+
+    makhoul_order, pad_pow2, complex = False, False, True
+
+    def length(self, n: int) -> int:
+        return n
+
+    def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
+        return None
+
+    def coeffs(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fft.rfft(x, norm="ortho").unsqueeze(-1)
+
+    def signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return torch.fft.irfft(y.squeeze(-1), n=n, norm="ortho", out=out)
+
+    def grad_coeffs(self, g: torch.Tensor) -> torch.Tensor:
+        n = g.shape[-1]
+        return torch.fft.rfft(g, norm="ortho").mul_(_hermitian_weight(n, g.device, g.dtype)).unsqueeze(-1)
+
+    def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """May overwrite gy."""
+        w = _hermitian_weight(n, gy.device, gy.real.dtype)
+        return torch.fft.irfft(gy.squeeze(-1).div_(w), n=n, norm="ortho", out=out)
+
+
 def basis(kind: str, dct_type: int = 2):
-    """The spectral basis for a head kind: 'dct' (of `dct_type`), 'dst' or 'hadamard'."""
+    """The spectral basis for a head kind: 'dct' (of `dct_type`), 'dst', 'hadamard' or 'fft'."""
     if kind == "dct":
         if dct_type == 2:
             return FastDCT2()
@@ -130,4 +173,6 @@ def basis(kind: str, dct_type: int = 2):
         return FastDCT2(sine=True)
     if kind == "hadamard":
         return Orthonormal(hadamard, hadamard, pad_pow2=True)
-    raise ValueError(f"unknown transform kind {kind!r}; expected dct, dst or hadamard")
+    if kind == "fft":
+        return Fourier()
+    raise ValueError(f"unknown transform kind {kind!r}; expected dct, dst, hadamard or fft")

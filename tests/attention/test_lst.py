@@ -148,8 +148,12 @@ def test_bad_options_are_rejected():
         LSTAttention(25, 4)
 
 
-@pytest.mark.parametrize("kind,n", [("dct", 8), ("dct", 7), ("dst", 6), ("dst", 5), ("hadamard", 8), ("hadamard", 6)])
-@pytest.mark.parametrize("normalize", [True, False])
+CORE_CASES = [(kind, n, norm) for kind, n in [("dct", 8), ("dct", 7), ("dst", 6), ("dst", 5), ("hadamard", 8),
+                                              ("hadamard", 6), ("fft", 8), ("fft", 7)]
+              for norm in (True, False) if not (kind == "fft" and norm)]  # Fourier heads are never normalised
+
+
+@pytest.mark.parametrize("kind,n,normalize", CORE_CASES)
 @pytest.mark.parametrize("masked", [False, True])
 def test_fused_core_gradients_are_exact(kind, n, normalize, masked):
     torch.manual_seed(0)
@@ -188,3 +192,22 @@ def test_autocast_bf16_keeps_transforms_in_float32():
         out = layer(x)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     torch.testing.assert_close(out.float(), ref, atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("make", [lambda: LSTAttention(8, 4, transform_type="mixed"),
+                                  lambda: MixedSpectralAttention(8, 4), lambda: HadamardAttention(8, 2)],
+                         ids=["lst_mixed", "mixed_spectral", "hadamard"])
+def test_whole_layer_gradients_are_exact(make):
+    """Head groups (mixed kinds), the Fourier heads and Hadamard padding, through every parameter."""
+    torch.manual_seed(0)
+    layer = randomize(make()).double()
+    names = [n for n, _ in layer.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in layer.parameters())
+    x = torch.randn(2, 6, 8, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+
+    def f(x, *ps):
+        return torch.func.functional_call(layer, dict(zip(names, ps)), (x,), {"mask": mask})
+
+    with retain_spectra():
+        assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-6)
