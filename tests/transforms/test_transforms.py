@@ -47,6 +47,16 @@ def test_hadamard_matches_scipy_and_is_an_involution(n):
     torch.testing.assert_close(hadamard(hadamard(x)), x, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("n", [3, 7, 100, 1000, 2000])
+def test_hadamard_of_any_length_by_zero_padding(n):
+    """Other lengths go through the Hadamard transform of the next power of two, zero-padded
+    (how the attention layers treat them: the padding is masked tokens)."""
+    m = next_pow2(n)
+    x = rand(2, n)
+    padded = torch.nn.functional.pad(x, (0, m - n))
+    np.testing.assert_allclose(hadamard(padded).numpy(), padded.numpy() @ sl.hadamard(m) / np.sqrt(m), atol=1e-10)
+
+
 def test_unsupported_types_and_lengths_are_rejected():
     with pytest.raises(ValueError, match="type 7"):
         dct(rand(4), 7)
