@@ -3,9 +3,9 @@
 H_n = H_2 (x) H_2 (x) ... (n = 2^k), so for n = a * b, H_n = H_a (x) H_b and, viewing
 x as an (a, b) matrix, H_n x = H_a X H_b. Two matrix products with cached +-1 blocks of
 about sqrt(n) each do the O(n^1.5)-flop but memory-friendly work, which on CPUs beats
-log2(n) add/subtract passes over memory by about 5x. Signals are processed in chunks of
-about a megabyte, so both products run on data still in cache (2x faster again at
-n = 4096 on 2 cores).
+log2(n) add/subtract passes over memory by about 5x. On CPUs, signals are processed in
+chunks of about a megabyte, so both products run on data still in cache (2x faster again
+at n = 4096 on 2 cores); GPUs get one pair of large products.
 Lengths that are not powers of two are zero-padded to the next one by `pad_to_pow2`.
 The transform is symmetric and orthonormal, hence its own inverse. Matches
 `scipy.linalg.hadamard(n) / sqrt(n)`.
@@ -55,7 +55,7 @@ def hadamard(x: torch.Tensor) -> torch.Tensor:
     b = n // a
     rows = x.reshape(-1, n)
     step = max(1, CHUNK_ELEMENTS // n)
-    if rows.shape[0] <= step or torch.is_grad_enabled() and x.requires_grad:
+    if rows.shape[0] <= step or x.device.type != "cpu" or torch.is_grad_enabled() and x.requires_grad:
         return _kron_apply(rows, a, b).reshape(x.shape)
     out = torch.empty_like(rows)
     for i in range(0, rows.shape[0], step):
