@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from lra_bench.attention.lst_core import spectral_core
-from lra_bench.transforms.cosine import DCT_TYPES
+from lra_bench.transforms.cosine import DCT_TYPES, dct, dst, idct, idst
+from lra_bench.transforms.hadamard import hadamard
 from lra_bench.transforms.spectral import basis, makhoul_perm
 
 TRANSFORM_TYPES = ("dct", "dst", "hadamard", "mixed")
@@ -44,16 +45,10 @@ class SpectralTransform(nn.Module):
         return fn(x.transpose(dim, -1)).transpose(dim, -1)
 
     def transform(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        from lra_bench.transforms.cosine import dct, dst
-        from lra_bench.transforms.hadamard import hadamard
-
         fn = {"dct": lambda t: dct(t, self.dct_type), "dst": dst, "hadamard": hadamard}[self.kind]
         return self._along(fn, x, dim)
 
     def inverse_transform(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        from lra_bench.transforms.cosine import idct, idst
-        from lra_bench.transforms.hadamard import hadamard
-
         fn = {"dct": lambda t: idct(t, self.dct_type), "dst": idst, "hadamard": hadamard}[self.kind]
         return self._along(fn, x, dim)
 
@@ -86,8 +81,8 @@ class HeadGroup:
     def __init__(self, kind: str, basis_: Any, heads: list[int], num_heads: int, head_dim: int):
         self.kind, self.basis, self.heads = kind, basis_, heads
         self.all_heads = len(heads) == num_heads
-        channels = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
-        self.out_cols = channels  # q/k/v rows and out_proj columns of these heads
+        # q/k/v rows and out_proj columns of these heads
+        self.channels = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
         self.head_index = torch.tensor(heads)
 
 
@@ -115,7 +110,7 @@ def spectral_heads(x: torch.Tensor, mask: Optional[torch.Tensor], q: nn.Linear, 
         perms = makhoul_perm(L, x.device) if g.basis.makhoul_order else None
         wo, channels = out.weight, None
         if not g.all_heads:
-            channels = g.out_cols.to(x.device)
+            channels = g.channels.to(x.device)
             wo = wo.index_select(1, channels)
         m = mask if mask is None or perms is None else mask.index_select(1, perms[0])
         o = run(g, x, proj, perms, m, channels).reshape(-1, B * L).t()  # (B*L, Dg), float32

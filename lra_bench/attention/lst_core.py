@@ -4,12 +4,14 @@ autograd Function that saves only what it needs.
 Per head, with T orthonormal along the sequence: A = T(Q) * T(K) * scale,
 O = A * T(V), optionally O /= sum_d |A| + eps, out = T^-1(O) (the formula of
 spectrans' LSTAttention). Autograd over these steps would keep the projected q, k, v
-and every elementwise intermediate. This forward keeps the input rows (which the caller
-holds anyway), the three spectra and the normaliser; the projection's output is freed as
-soon as it is transformed. The backward uses that T's adjoint is T^-1 (and T^-1's is
-T), computes the three gradients inside the spectra's own buffer plus two buffers a
-third its size (recomputing Q * K rather than keeping temporaries), and writes the
-signal-domain result back into that buffer.
+and every elementwise intermediate. This forward keeps only the three spectra (plus the
+input and weights, which the caller holds anyway); the projection's output is freed as
+soon as it is transformed, and the token reordering, the concatenated weights and the
+normaliser are recomputed in the backward. The backward uses that T's adjoint is T^-1
+(and T^-1's is T), computes the three gradients inside the spectra's own buffer plus two
+buffers a third its size (recomputing Q * K rather than keeping temporaries), and writes
+the signal-domain result back into that buffer. At n = 4096 this keeps a layer's peak
+training memory at that of CPU flash attention (see results/README.md).
 The price: a graph through the core can be backpropagated once. `retain_spectra()`
 keeps the spectra intact (at the cost of a copy) for repeated backward passes, such as
 gradcheck's.
