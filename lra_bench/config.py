@@ -12,6 +12,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+import torch
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
@@ -119,8 +120,22 @@ def resolve_target(node: Any, group: str) -> Callable:
                           f"fix the path in conf/{group}/") from None
 
 
+_SIMPLE_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _check_type(name: str, value: Any, param: inspect.Parameter) -> None:
+    """A value of the wrong simple type (bool, int, float, str annotations) fails in one line."""
+    ann = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
+    expected = _SIMPLE_TYPES.get(ann)
+    if expected and (not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected)):
+        example = param.default if param.default is not inspect.Parameter.empty else {"bool": "true"}.get(ann, 1)
+        example = str(example).lower() if isinstance(example, bool) else example
+        raise ConfigError(f"{name}={value!r} must be {'a number' if ann == 'float' else ann}; e.g. {name}={example}")
+
+
 def check_kwargs(fn: Callable, kwargs: Dict[str, Any], group: str, provided: tuple = ()) -> None:
-    """Fail in one line when `kwargs` (plus harness-provided names) do not fit `fn`'s signature."""
+    """Fail in one line when `kwargs` (plus harness-provided names) do not fit `fn`'s
+    signature: unknown names, names the harness sets, or values of the wrong simple type."""
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
@@ -133,6 +148,8 @@ def check_kwargs(fn: Callable, kwargs: Dict[str, Any], group: str, provided: tup
     if clash:
         raise ConfigError(f"{', '.join(f'{group}.{k}' for k in clash)} is set by the harness (from model/); "
                           f"remove it from {group} and set model.* instead")
+    for key, value in kwargs.items():
+        _check_type(f"{group}.{key}", value, params[key])
 
 
 def split_task(task_cfg: Any) -> tuple[str, Callable, Dict[str, Any]]:
@@ -194,5 +211,10 @@ def validate(cfg: DictConfig) -> None:
     check_kwargs(builder, kwargs, "task", provided=("cache_dir",))
     cls, kwargs = attn_kwargs(cfg.attn)
     check_kwargs(cls.__init__, kwargs, "attn", provided=("hidden_dim", "num_heads", "dropout"))
+    try:  # the mixer's own checks (e.g. dct_type=7), on the meta device: no memory, no data yet
+        with torch.device("meta"):
+            cls(hidden_dim=m.hidden_dim, num_heads=m.num_heads, dropout=m.attention_dropout, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"attn ({cls.__name__}): {exc}; fix it in conf/attn/ or on the command line") from None
     if "max_length" in cfg.task and cfg.task.max_length is not None:
         _positive(cfg.task.max_length, "task.max_length")

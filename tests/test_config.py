@@ -56,6 +56,13 @@ def test_defaults_are_lra_listops(compose_cfg):
     (["task._target_=lra_bench.data.nothing.build"], "cannot be imported"),
     (["task.max_length=0"], "task.max_length=0 must be > 0"),
     (["+model.extra=1"], "unknown key(s) model.extra"),
+    (["attn=dct_attention", "attn.dct_type=7"], "dct_type=7 is not an orthonormal DCT type"),
+    (["attn=dct", "attn.transform_type=wavelet"], "transform_type='wavelet' is not one of"),
+    (["attn=mixed_spectral", "attn.use_fft=false", "attn.use_dct=false", "attn.use_hadamard=false"],
+     "needs at least one of use_fft"),
+    (["attn=mixed_spectral", "attn.use_fft=no"], "attn.use_fft='no' must be bool; e.g. attn.use_fft=true"),
+    (["attn=dct_attention", "attn.dct_type=true"], "attn.dct_type=True must be int; e.g. attn.dct_type=2"),
+    (["attn=dct", "attn.normalize=maybe"], "attn.normalize='maybe' must be bool"),
     (["+trainer.epochs=3"], "unknown key(s) trainer.epochs"),
     (["+sed=3"], "unknown top-level key(s) sed"),
 ])

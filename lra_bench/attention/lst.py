@@ -79,11 +79,17 @@ class HeadGroup:
     """Heads sharing one transform: their channels, their basis and their token order."""
 
     def __init__(self, kind: str, basis_: Any, heads: list[int], num_heads: int, head_dim: int):
-        self.kind, self.basis, self.heads = kind, basis_, heads
+        self.kind, self.basis, self.num_heads = kind, basis_, len(heads)
         self.all_heads = len(heads) == num_heads
-        # q/k/v rows and out_proj columns of these heads
-        self.channels = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
-        self.head_index = torch.tensor(heads)
+        # q/k/v rows and out_proj columns of these heads, and the heads, per device (copied once)
+        self._index = {torch.device("cpu"): (torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim)
+                                                         for h in heads]), torch.tensor(heads))}
+
+    def index(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(channels, heads) of this group as index tensors on `device`."""
+        if device not in self._index:
+            self._index[device] = tuple(t.to(device) for t in self._index[torch.device("cpu")])
+        return self._index[device]
 
 
 def head_groups(kinds: list[str], bases: dict, head_dim: int) -> list[HeadGroup]:
@@ -110,7 +116,7 @@ def spectral_heads(x: torch.Tensor, mask: Optional[torch.Tensor], q: nn.Linear, 
         perms = makhoul_perm(L, x.device) if g.basis.makhoul_order else None
         wo, channels = out.weight, None
         if not g.all_heads:
-            channels = g.channels.to(x.device)
+            channels = g.index(x.device)[0]
             wo = wo.index_select(1, channels)
         m = mask if mask is None or perms is None else mask.index_select(1, perms[0])
         o = run(g, x, proj, perms, m, channels).reshape(-1, B * L).t()  # (B*L, Dg), float32
@@ -162,7 +168,7 @@ class LSTAttention(nn.Module):
 
         def run(g: HeadGroup, x: torch.Tensor, proj: list, perms: Optional[tuple], m: Optional[torch.Tensor],
                 channels: Optional[torch.Tensor]) -> torch.Tensor:
-            s = scale if g.all_heads else scale.index_select(0, g.head_index.to(scale.device))
+            s = scale if g.all_heads else scale.index_select(0, g.index(scale.device)[1])
             return spectral_core(x, *proj, s, m, g.basis, perms, self.normalize, channels=channels)
 
         out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, self._groups, run)

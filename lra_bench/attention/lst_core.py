@@ -84,7 +84,6 @@ class SpectralCore(torch.autograd.Function):
         mask, DST signs; in perm's order), or None; scale (H or 1, Dh)
         -> (H, Dh, B, L) in float32 (float64 for float64 inputs)."""
         batch, n, _ = x.shape
-        m = basis.length(n)
         heads = (w_q.shape[0] if channels is None else channels.numel()) // scale.shape[1]
         weight, bias = _effective(w_q, w_k, w_v, b_q, b_k, b_v, _scale_rows(scale, heads), channels)
         qkv = torch.mm(weight, _rows(x, perm).t())  # (3G, B*L); autocast may pick the dtype
@@ -92,27 +91,10 @@ class SpectralCore(torch.autograd.Function):
         if bias is not None:
             qkv = qkv.add_(bias.to(qkv.dtype).unsqueeze(-1))
         ctx.dtype = torch.promote_types(qkv.dtype, torch.float32)  # at least float32, float64 stays
-        qkv = qkv.to(ctx.dtype).view(3, heads, scale.shape[1], batch, n)
-        if in_weight is not None:
-            qkv.mul_(in_weight.view(1, 1, 1, -1, n))
-        if m != n:
-            qkv = F.pad(qkv, (0, m - n))  # zero-pad to the transform length, as padding tokens
-        c = basis.coeffs(qkv)  # (3, H, Dh, B, S, P): spectra of s * q, k, v
-        del qkv
-        q, k, v = c.unbind(0)
-        if getattr(basis, "complex", False):  # Fourier heads: Q * conj(K) * V, unnormalised
-            if normalize:
-                raise ValueError("Fourier heads are not normalised")
-            o = torch.mul(q, k.conj()).mul_(v)
-        elif normalize:
-            o = torch.mul(q, k)  # A
-            norm = o.abs_().sum(1, keepdim=True).add_(eps)  # (H, 1, B, S, P)
-            torch.mul(q, k, out=o).mul_(v).div_(norm)  # A * V / norm (A recomputed: no temporary)
-        else:
-            o = torch.mul(q, k).mul_(v)
-        out = basis.signal(o, n)
+        with torch.autocast(x.device.type, enabled=False):  # transforms and products in ctx.dtype
+            out = _mix_forward(ctx, qkv.to(ctx.dtype).view(3, heads, scale.shape[1], batch, n), in_weight, basis,
+                               normalize, eps)
         ctx.save_for_backward(x, w_q, w_k, w_v, b_q, perm, inv_perm, in_weight, channels, scale)
-        ctx.spectra = c  # an intermediate, on ctx so that the backward may reuse its memory
         ctx.basis, ctx.normalize, ctx.eps, ctx.n, ctx.heads = basis, normalize, eps, n, heads
         ctx.has_bias = b_q is not None
         return out
@@ -120,50 +102,82 @@ class SpectralCore(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor):
-        c, basis, n = ctx.spectra, ctx.basis, ctx.n
-        if c is None:
-            raise RuntimeError("the LST core's saved spectra were used up by an earlier backward; wrap both "
-                               "passes in lra_bench.attention.lst_core.retain_spectra() to backpropagate twice")
-        if _REUSE_SPECTRA:
-            ctx.spectra = None
-        else:
-            c = c.clone()
-        m = basis.length(n)
-        grad = grad.to(ctx.dtype).contiguous() if m == n else F.pad(grad.to(ctx.dtype), (0, m - n))
-        g = basis.grad_coeffs(grad)  # dL/dO  (H, Dh, B, S, P)
-        del grad
-        q, k, v = c.unbind(0)
-        d_qkv = _signal_view(c, n)  # the result goes into c's own memory, parts 2, 1, 0 in turn
-        if getattr(basis, "complex", False):  # O = Q * conj(K) * V; g = dL/dRe O + i dL/dIm O
-            t = torch.mul(q.conj(), k).mul_(g)  # dL/dV = g * conj(Q * conj(K))
-            k.mul_(v.conj()).mul_(g)  # dL/dQ = g * conj(conj(K) * V), in K's slot
-            q.mul_(v).mul_(g.conj())  # dL/dK = conj(g) * Q * V, in Q's slot
-            g.copy_(k)  # move dL/dQ out of slot 1 before part 2 is written
-            basis.grad_signal(t, n, out=d_qkv[2])
-            basis.grad_signal(t.copy_(q), n, out=d_qkv[1])
-            basis.grad_signal(g, n, out=d_qkv[0])
-            return _projection_backward(ctx, d_qkv)
-        t = torch.mul(q, k)  # A = QK; the one scratch buffer, refilled from Q and K when needed
-        if ctx.normalize:
-            norm = t.abs().sum(1, keepdim=True).add_(ctx.eps)  # (H, 1, B, S, P), as in the forward
-            g.div_(norm)
-            v.mul_(g)  # dL/dO * V / norm; V is not needed again
-            g.mul_(t)  # g := dL/dV = dL/dO * A / norm
-            # dL/dnorm = -sum_d dL/dO * A * V / norm^2                                (H, 1, B, S, P)
-            g_norm = t.mul_(v).sum(1, keepdim=True).div_(norm).neg_()
-            g_a = v.addcmul_(g_norm, torch.mul(q, k, out=t).sign_())  # dL/dA, in V's slot
-        else:
-            v.mul_(g)  # dL/dA = dL/dO * V
-            g.mul_(t)  # dL/dV = dL/dO * A
-            g_a = v
-        d_q = torch.mul(g_a, k, out=t)  # dL/dQ = dL/dA * K
-        d_k = q.mul_(g_a)  # dL/dK = dL/dA * Q, in Q's slot
-        del g_a, k, v
-        basis.grad_signal(g, n, out=d_qkv[2])  # slots 1 and 2 are free
-        basis.grad_signal(g.copy_(d_k), n, out=d_qkv[1])  # dL/dK moved out of slot 0 first
-        basis.grad_signal(d_q, n, out=d_qkv[0])
-        del g, d_q, d_k, c
+        with torch.autocast(grad.device.type, enabled=False):
+            return _backward(ctx, grad)
+
+
+def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor], basis: Any, normalize: bool,
+                 eps: float) -> torch.Tensor:
+    """(3, H, Dh, B, n) projected s * q, k, v -> (H, Dh, B, n) mixed; keeps the spectra on ctx."""
+    n = qkv.shape[-1]
+    m = basis.length(n)
+    if in_weight is not None:
+        qkv.mul_(in_weight.view(1, 1, 1, -1, n))
+    if m != n:
+        qkv = F.pad(qkv, (0, m - n))  # zero-pad to the transform length, as padding tokens
+    c = basis.coeffs(qkv)  # (3, H, Dh, B, S, P): spectra of s * q, k, v
+    del qkv
+    q, k, v = c.unbind(0)
+    if getattr(basis, "complex", False):  # Fourier heads: Q * conj(K) * V (never normalised)
+        o = torch.mul(q, k.conj()).mul_(v)
+    elif normalize:
+        o = torch.mul(q, k)  # A
+        norm = o.abs_().sum(1, keepdim=True).add_(eps)  # (H, 1, B, S, P)
+        torch.mul(q, k, out=o).mul_(v).div_(norm)  # A * V / norm (A recomputed: no temporary)
+    else:
+        o = torch.mul(q, k).mul_(v)
+    out = basis.signal(o, n)
+    ctx.spectra = c  # an intermediate, on ctx so that the backward may reuse its memory
+    return out
+
+
+def _backward(ctx: Any, grad: torch.Tensor):
+    """Gradients of SpectralCore (autocast off); see the module docstring."""
+    c, basis, n = ctx.spectra, ctx.basis, ctx.n
+    if c is None:
+        raise RuntimeError("the LST core's saved spectra were used up by an earlier backward; wrap both "
+                           "passes in lra_bench.attention.lst_core.retain_spectra() to backpropagate twice")
+    if _REUSE_SPECTRA:
+        ctx.spectra = None
+    else:
+        c = c.clone()
+    m = basis.length(n)
+    grad = grad.to(ctx.dtype).contiguous() if m == n else F.pad(grad.to(ctx.dtype), (0, m - n))
+    g = basis.grad_coeffs(grad)  # dL/dO  (H, Dh, B, S, P)
+    del grad
+    q, k, v = c.unbind(0)
+    d_qkv = _signal_view(c, n)  # the result goes into c's own memory, parts 2, 1, 0 in turn
+    if getattr(basis, "complex", False):  # O = Q * conj(K) * V; g = dL/dRe O + i dL/dIm O
+        t = torch.mul(q.conj(), k).mul_(g)  # dL/dV = g * conj(Q * conj(K))
+        k.mul_(v.conj()).mul_(g)  # dL/dQ = g * conj(conj(K) * V), in K's slot
+        q.mul_(v).mul_(g.conj())  # dL/dK = conj(g) * Q * V, in Q's slot
+        g.copy_(k)  # move dL/dQ out of slot 1 before part 2 is written
+        basis.grad_signal(t, n, out=d_qkv[2])
+        basis.grad_signal(t.copy_(q), n, out=d_qkv[1])
+        basis.grad_signal(g, n, out=d_qkv[0])
         return _projection_backward(ctx, d_qkv)
+    t = torch.mul(q, k)  # A = QK; the one scratch buffer, refilled from Q and K when needed
+    if ctx.normalize:
+        norm = t.abs_().sum(1, keepdim=True).add_(ctx.eps)  # (H, 1, B, S, P), as in the forward
+        torch.mul(q, k, out=t)
+        g.div_(norm)
+        v.mul_(g)  # dL/dO * V / norm; V is not needed again
+        g.mul_(t)  # g := dL/dV = dL/dO * A / norm
+        # dL/dnorm = -sum_d dL/dO * A * V / norm^2                                (H, 1, B, S, P)
+        g_norm = t.mul_(v).sum(1, keepdim=True).div_(norm).neg_()
+        g_a = v.addcmul_(g_norm, torch.mul(q, k, out=t).sign_())  # dL/dA, in V's slot
+    else:
+        v.mul_(g)  # dL/dA = dL/dO * V
+        g.mul_(t)  # dL/dV = dL/dO * A
+        g_a = v
+    d_q = torch.mul(g_a, k, out=t)  # dL/dQ = dL/dA * K
+    d_k = q.mul_(g_a)  # dL/dK = dL/dA * Q, in Q's slot
+    del g_a, k, v
+    basis.grad_signal(g, n, out=d_qkv[2])  # slots 1 and 2 are free
+    basis.grad_signal(g.copy_(d_k), n, out=d_qkv[1])  # dL/dK moved out of slot 0 first
+    basis.grad_signal(d_q, n, out=d_qkv[0])
+    del g, d_q, d_k, c
+    return _projection_backward(ctx, d_qkv)
 
 
 def _signal_view(c: torch.Tensor, n: int) -> torch.Tensor:
@@ -188,7 +202,7 @@ def _projection_backward(ctx: Any, d_qkv: torch.Tensor):
         weight, _ = _effective(w_q, w_k, w_v, None, None, None, s_rows, channels)
         d_x = torch.mm(d_qkv.t(), weight.to(ctx.dtype)).view(x.shape)
         d_x = (d_x if inv_perm is None else d_x.index_select(1, inv_perm)).to(x.dtype)
-    if any(need[1:4]) or need[10]:
+    if any(need[1:7]) or need[10]:
         d_weff = torch.mm(d_qkv, _rows(x, perm).to(ctx.dtype)).chunk(3)  # (G, D) each
         d_beff = d_qkv.sum(1).chunk(3) if ctx.has_bias else (None,) * 3
         if need[10]:  # d(s * w_q)/ds and d(s * b_q)/ds

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
@@ -42,6 +44,18 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _check_writable(path: Path) -> None:
+    """Fail before any timing when the CSV could not be written."""
+    if path.is_dir():
+        raise LRABenchError(f"--out {path} is a directory; give a file name such as {path / 'attention.csv'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LRABenchError(f"--out {path}: cannot create {path.parent} ({exc.strerror}); choose another path") from None
+    if not os.access(path.parent, os.W_OK):
+        raise LRABenchError(f"--out {path}: {path.parent} is not writable; choose another path")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.threads < 1:
@@ -65,7 +79,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except ValueError:
             raise LRABenchError(f"--lengths {args.lengths}: expected comma-separated integers") from None
         names = _split(args.attn) if args.attn is not None else mixer_names()
-        out = args.out or f"results/bench/attention_{resolve_device(args.device).type}.csv"
+        out = Path(args.out or f"results/bench/attention_{resolve_device(args.device).type}.csv")
+        _check_writable(out)
         df = bench_attention(names, lengths, args.batch, args.hidden, args.heads, dtype=args.dtype,
                              device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
                              min_time=args.min_time, memory_method=args.memory, seed=args.seed, progress=progress)

@@ -22,7 +22,6 @@ speed-up over softmax attention at the same length.
 from __future__ import annotations
 
 import gc
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from lra_bench.bench.report import CSV_COLUMNS
 from lra_bench.bench.mixers import PROJECTIONS, SOFTMAX, build_mixer, check_names
 from lra_bench.cli import CONF_DIR
 from lra_bench.errors import ConfigError
+from lra_bench.train.metrics import hardware
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 MAX_RUNS = 10_000  # cap on timed runs when --min-time asks for more than --repeats
@@ -61,19 +61,6 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     return DTYPES[dtype]
-
-
-def hardware(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model name (Linux) / architecture, with the thread count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"{name}, {torch.get_num_threads()} threads"
 
 
 def _sync(device: torch.device) -> None:
@@ -171,7 +158,11 @@ def bench_attention(attn_names: Iterable[str], lengths: Sequence[int], batch: in
         raise ConfigError(f"--lengths must be positive integers, got {lengths}")
     if warmup < 0 or min_time < 0:
         raise ConfigError("--warmup and --min-time must not be negative")
+    if hidden % heads:
+        raise ConfigError(f"--hidden {hidden} is not divisible by --heads {heads}; choose heads dividing hidden")
     if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     dev, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     method = memory.resolve_method(memory_method, dev)

@@ -35,6 +35,8 @@ import torch
 from torch.utils._pytree import tree_leaves
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from lra_bench.train.metrics import proc_status_bytes, reset_process_peak
+
 CUDA_ALLOCATOR, TENSOR_STORAGE, RSS_DELTA = "cuda_allocator", "tensor_storage", "rss_delta"
 METHODS = (CUDA_ALLOCATOR, TENSOR_STORAGE, RSS_DELTA)
 
@@ -95,14 +97,6 @@ class LiveStorageBytes(TorchDispatchMode):
         return out
 
 
-def _proc_status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024  # kB
-    raise OSError(f"{field} not in /proc/self/status")
-
-
 def peak_step_bytes(step: Callable[[], None], device: torch.device, method: str) -> int:
     """Peak memory of `step()` above what was allocated before it, by `method` (see module doc)."""
     gc.collect()
@@ -119,9 +113,9 @@ def peak_step_bytes(step: Callable[[], None], device: torch.device, method: str)
             step()
         return meter.peak
     if method == RSS_DELTA:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = _proc_status_bytes("VmRSS")
+        if not reset_process_peak():
+            raise OSError("--memory rss needs Linux's /proc/self/clear_refs; use --memory tensors")
+        before = proc_status_bytes("VmRSS")
         step()
-        return max(0, _proc_status_bytes("VmHWM") - before)
+        return max(0, proc_status_bytes("VmHWM") - before)
     raise ValueError(f"unknown memory method {method!r}; known: {', '.join(METHODS)}")

@@ -44,6 +44,7 @@ class TrainResult:
     peak_memory_bytes: int
     resumed_from: Optional[int] = None
     history: list = field(default_factory=list)
+    peak_memory_kind: str = ""
 
 
 def train_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -101,7 +102,7 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
                                        "best_val_accuracy": best_acc, "best_step": best_step, "history": history})
 
     meter = Throughput(device)
-    reset_peak_memory(device)
+    peak_kind = reset_peak_memory(device)
     span_loss, span_correct, span_n = 0.0, 0, 0
     bar = tqdm(total=tcfg.max_steps, initial=step, desc="train", disable=not tcfg.progress, dynamic_ncols=True)
     while step < tcfg.max_steps:
@@ -152,4 +153,4 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
              test["accuracy"], best_step, best_acc)
     return TrainResult(steps=step, best_val_accuracy=best_acc, best_step=best_step, test_accuracy=test["accuracy"],
                        test_loss=test["loss"], throughput=meter.rates(), peak_memory_bytes=peak_memory_bytes(device),
-                       resumed_from=resumed_from, history=history)
+                       resumed_from=resumed_from, history=history, peak_memory_kind=peak_kind)

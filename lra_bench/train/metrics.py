@@ -9,19 +9,33 @@ import time
 import torch
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak-memory window (so data preparation does not count as training memory).
-
-    On Linux, writing 5 to /proc/self/clear_refs resets the process's peak RSS (VmHWM).
-    """
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
+def reset_process_peak() -> bool:
+    """Reset the process's peak resident set size (Linux: write 5 to /proc/self/clear_refs);
+    False where that is not possible."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
+        return True
     except OSError:
-        pass  # not Linux: the peak then covers the whole process lifetime
+        return False
+
+
+def proc_status_bytes(field: str) -> int:
+    """A size field of /proc/self/status (VmRSS, VmHWM, ...) in bytes; OSError if absent."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # kB
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def reset_peak_memory(device: torch.device) -> str:
+    """Start a new peak-memory window, so data preparation does not count as training memory.
+    Returns what `peak_memory_bytes` will then measure (the record's `peak_memory_kind`)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return "cuda_max_allocated"
+    return "process_peak_rss_since_training_start" if reset_process_peak() else "process_peak_rss_lifetime"
 
 
 def peak_memory_bytes(device: torch.device) -> int:
@@ -30,20 +44,23 @@ def peak_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024  # kB
+        return proc_status_bytes("VmHWM")
     except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
 
 
 def hardware(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name (Linux) / architecture, with the thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {torch.get_num_threads()} threads"
 
 
 class Throughput:

@@ -103,7 +103,8 @@ def run(cfg: DictConfig) -> dict:
         result = train(model, data, cfg.trainer, seed=seed, device=device, ckpt_dir=ckpt_dir, on_metrics=logger.log)
         record.update(status="ok", steps=result.steps, best_val_accuracy=result.best_val_accuracy,
                       best_step=result.best_step, test_accuracy=result.test_accuracy, test_loss=result.test_loss,
-                      peak_memory_bytes=result.peak_memory_bytes, resumed_from=result.resumed_from,
+                      peak_memory_bytes=result.peak_memory_bytes, peak_memory_kind=result.peak_memory_kind,
+                      resumed_from=result.resumed_from,
                       history=result.history, **result.throughput)
     except Diverged as exc:
         record.update(status="diverged", error=str(exc), steps=exc.step)
@@ -122,7 +123,6 @@ def run(cfg: DictConfig) -> dict:
 
 def _finish(record: dict, cfg: DictConfig, logger: Any, device: torch.device, t0: float) -> None:
     """Complete, write (atomically) and report the run record."""
-    record["peak_memory_kind"] = "cuda_max_allocated" if device.type == "cuda" else "process_peak_rss"
     record["wall_time_s"] = time.perf_counter() - t0
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for key, value in _complete(record).items():
@@ -140,4 +140,5 @@ _SUMMARY_KEYS = ("status", "best_val_accuracy", "test_accuracy", "steps", "examp
 
 def _complete(record: dict) -> dict:
     """Every schema key present (None where the run did not get that far)."""
-    return {**{k: None for k in _SUMMARY_KEYS + ("best_step", "test_loss", "resumed_from")}, "history": [], **record}
+    return {**{k: None for k in _SUMMARY_KEYS + ("best_step", "test_loss", "resumed_from", "peak_memory_kind")},
+            "history": [], **record}

@@ -14,20 +14,30 @@ Everything is differentiable through torch's FFT autograd.
 """
 from __future__ import annotations
 
+import functools
 import math
-from functools import lru_cache
 
 import torch
 
 DCT_TYPES = (1, 2, 3, 4)
-DST_TYPES = (2, 3)
+
+
+def cached(fn):
+    """Memoise a constant-tensor builder per (length, device, dtype): bounded, and built
+    outside inference mode so the tensors can be saved for backward later."""
+    @functools.lru_cache(maxsize=64)
+    @functools.wraps(fn)
+    def build(*args):
+        with torch.inference_mode(False), torch.no_grad():
+            return fn(*args)
+    return build
 
 
 def _complex(dtype: torch.dtype) -> torch.dtype:
     return torch.complex128 if dtype == torch.float64 else torch.complex64
 
 
-@lru_cache(maxsize=None)
+@cached
 def _makhoul(n: int, device: torch.device, dtype: torch.dtype):
     """(perm, inverse perm, ortho DCT-II twiddle, its inverse) for length n."""
     perm = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2).flip(0)])
@@ -42,7 +52,7 @@ def _makhoul(n: int, device: torch.device, dtype: torch.dtype):
             torch.polar(1.0 / scale, -angle).to(device, cdt))
 
 
-@lru_cache(maxsize=None)
+@cached
 def _alternating(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return (1.0 - 2.0 * (torch.arange(n) % 2)).to(device, dtype)  # +1, -1, +1, ...
 
@@ -77,7 +87,7 @@ def dst3(x: torch.Tensor) -> torch.Tensor:
     return dct3(x.flip(-1)) * _alternating(x.shape[-1], x.device, x.dtype)
 
 
-@lru_cache(maxsize=None)
+@cached
 def _dct1_weights(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     w = torch.ones(n, dtype=torch.float64)
     w[0] = w[-1] = math.sqrt(2.0)
@@ -95,7 +105,7 @@ def dct1(x: torch.Tensor) -> torch.Tensor:
     return torch.fft.rfft(even).real / (w * math.sqrt(2.0 * (n - 1)))
 
 
-@lru_cache(maxsize=None)
+@cached
 def _dct4_twiddles(n: int, device: torch.device, dtype: torch.dtype):
     k = torch.arange(n, dtype=torch.float64)
     pre = torch.polar(torch.ones(n, dtype=torch.float64), -math.pi * k / (2 * n))

@@ -6,16 +6,18 @@ about sqrt(n) each do the O(n^1.5)-flop but memory-friendly work, which on CPUs 
 log2(n) add/subtract passes over memory by about 5x. On CPUs, signals are processed in
 chunks of about a megabyte, so both products run on data still in cache (2x faster again
 at n = 4096 on 2 cores); GPUs get one pair of large products.
-Lengths that are not powers of two are zero-padded to the next one by `pad_to_pow2`.
+Lengths that are not powers of two are rejected here; the attention layers zero-pad
+them to `next_pow2(n)` as padding tokens.
 The transform is symmetric and orthonormal, hence its own inverse. Matches
 `scipy.linalg.hadamard(n) / sqrt(n)`.
 """
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
+
+from lra_bench.transforms.cosine import cached
 
 
 def next_pow2(n: int) -> int:
@@ -29,7 +31,7 @@ def is_pow2(n: int) -> bool:
 CHUNK_ELEMENTS = 1 << 18  # values per chunk (1 MiB of float32): fits a core's L2 cache
 
 
-@lru_cache(maxsize=None)
+@cached
 def _sylvester(n: int, device: torch.device, dtype: torch.dtype, scale: float = 1.0) -> torch.Tensor:
     """The n x n Sylvester Hadamard matrix (+-1 entries) times `scale`."""
     h = torch.ones(1, 1, dtype=torch.float64)

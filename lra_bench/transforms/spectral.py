@@ -19,12 +19,12 @@ types I, III, IV): its adjoints are T^-1 and T.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import functools
 from typing import Callable, Optional
 
 import torch
 
-from lra_bench.transforms.cosine import _makhoul, dct, idct
+from lra_bench.transforms.cosine import _makhoul, cached, dct, idct
 from lra_bench.transforms.hadamard import hadamard, next_pow2
 
 
@@ -70,7 +70,6 @@ class FastDCT2:
     """Orthonormal DCT-II (DST-II with `sine`) of Makhoul-ordered input, packed."""
 
     makhoul_order = True
-    pad_pow2 = False
 
     def __init__(self, sine: bool = False):
         self.sine = sine
@@ -121,7 +120,7 @@ class FastDCT2:
         return self.signal(self._scale_nyquist(gy, n, 2.0), n, out, output_sign=False)
 
 
-@lru_cache(maxsize=None)
+@cached
 def _hermitian_weight(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Multiplicity of each rFFT bin in the full spectrum: 1 for DC (and Nyquist), else 2."""
     w = torch.full((n // 2 + 1,), 2.0, dtype=dtype)
@@ -139,7 +138,7 @@ class Fourier:
     its conjugate), so its adjoint doubles them, and rFFT's adjoint halves them.
     """
 
-    makhoul_order, pad_pow2, complex = False, False, True
+    makhoul_order, complex = False, True
 
     def length(self, n: int) -> int:
         return n
@@ -168,7 +167,7 @@ def basis(kind: str, dct_type: int = 2):
     if kind == "dct":
         if dct_type == 2:
             return FastDCT2()
-        return Orthonormal(lambda x: dct(x, dct_type), lambda y: idct(y, dct_type))
+        return Orthonormal(functools.partial(dct, type=dct_type), functools.partial(idct, type=dct_type))
     if kind == "dst":
         return FastDCT2(sine=True)
     if kind == "hadamard":

@@ -93,6 +93,6 @@ def test_cpu_peak_memory_window_excludes_earlier_allocations():
     del big
     reset_peak_memory(cpu)
     after = peak_memory_bytes(cpu)
-    if Path("/proc/self/clear_refs").exists():
-        assert after < before - 32 * 2**20
-    assert after > 0
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("the peak can only be reset on Linux (/proc/self/clear_refs)")
+    assert after < before - 32 * 2**20
