@@ -27,7 +27,7 @@ from torch import nn
 from lra_bench.attention.lst_core import spectral_core
 from lra_bench.transforms.cosine import DCT_TYPES, dct, dst, idct, idst
 from lra_bench.transforms.hadamard import hadamard
-from lra_bench.transforms.spectral import basis, makhoul_perm
+from lra_bench.transforms.spectral import FastDCT2, basis, makhoul_perm
 
 TRANSFORM_TYPES = ("dct", "dst", "hadamard", "mixed")
 MIXED_CYCLE = ("dct", "dst", "hadamard")
@@ -161,7 +161,12 @@ class LSTAttention(nn.Module):
     def _build_transforms(self, kinds: list[str], dct_type: int) -> None:
         shared = {kind: SpectralTransform(kind, dct_type) for kind in dict.fromkeys(kinds)}
         self.transforms = nn.ModuleList(shared[k] for k in kinds)
-        self._groups = head_groups(kinds, {k: t.basis for k, t in shared.items()}, self.head_dim)
+        # DCT-II and DST-II heads share one group: a DST head is a DCT head with signed input/output.
+        keys = ["dct/dst" if k in ("dct", "dst") and dct_type == 2 else k for k in kinds]
+        bases = {k: t.basis for k, t in shared.items()}
+        if "dct/dst" in keys:
+            bases["dct/dst"] = FastDCT2(sine=[kind == "dst" for kind, key in zip(kinds, keys) if key == "dct/dst"])
+        self._groups = head_groups(keys, bases, self.head_dim)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, return_attention: bool = False):
         scale = self.scale[:, 0]  # (H, Dh)

@@ -66,6 +66,11 @@ def _full(grad: torch.Tensor, channels: Optional[torch.Tensor], like: torch.Tens
     return grad if channels is None else like.new_zeros(like.shape).index_copy_(0, channels, grad)
 
 
+def _weight_view(in_weight: torch.Tensor) -> torch.Tensor:
+    """(H or 1, B or 1, L) input weights -> broadcastable to (3, H, Dh, B, L)."""
+    return in_weight.unsqueeze(0).unsqueeze(2)
+
+
 def _rows(x: torch.Tensor, perm: Optional[torch.Tensor]) -> torch.Tensor:
     """(B, L, D) tokens -> (B*L, D) rows, reordered along L by perm when given."""
     return (x if perm is None else x.index_select(1, perm)).reshape(-1, x.shape[-1])
@@ -80,8 +85,8 @@ class SpectralCore(torch.autograd.Function):
                 eps: float) -> torch.Tensor:
         """x (B, L, D) tokens; w_*, b_* the q/k/v projections; channels: the G = H * Dh rows
         of them to use (None: all); perm: the token order the basis wants (inverse inv_perm)
-        or None; in_weight (B or 1, L), applied to q, k, v before the transform (padding
-        mask, DST signs; in perm's order), or None; scale (H or 1, Dh)
+        or None; in_weight (H or 1, B or 1, L), applied to q, k, v before the transform
+        (padding mask, DST signs; in perm's order), or None; scale (H or 1, Dh)
         -> (H, Dh, B, L) in float32 (float64 for float64 inputs)."""
         batch, n, _ = x.shape
         heads = (w_q.shape[0] if channels is None else channels.numel()) // scale.shape[1]
@@ -112,7 +117,7 @@ def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor],
     n = qkv.shape[-1]
     m = basis.length(n)
     if in_weight is not None:
-        qkv.mul_(in_weight.view(1, 1, 1, -1, n))
+        qkv.mul_(_weight_view(in_weight))
     if m != n:
         qkv = F.pad(qkv, (0, m - n))  # zero-pad to the transform length, as padding tokens
     c = basis.coeffs(qkv)  # (3, H, Dh, B, S, P): spectra of s * q, k, v
@@ -193,7 +198,7 @@ def _projection_backward(ctx: Any, d_qkv: torch.Tensor):
     """From dL/d(weighted s * q, k, v) (3, H, Dh, B, L) to the Function's input gradients."""
     x, w_q, w_k, w_v, b_q, perm, inv_perm, in_weight, channels, scale = ctx.saved_tensors  # b_q: for dL/dscale
     if in_weight is not None:
-        d_qkv.mul_(in_weight.view(1, 1, 1, -1, ctx.n))
+        d_qkv.mul_(_weight_view(in_weight))
     d_qkv = d_qkv.view(-1, x.shape[0] * ctx.n)  # (3G, B*L)
     s_rows = _scale_rows(scale, ctx.heads)
     need = ctx.needs_input_grad
@@ -233,10 +238,11 @@ def spectral_core(x: torch.Tensor, q: tuple, k: tuple, v: tuple, scale: torch.Te
     caller to zero. Transforms run in float32 under any autocast.
     """
     n = x.shape[1]
-    in_weight = None if mask is None else mask.to(torch.float32)
-    sign = basis.input_sign(n, x.device)
+    in_weight = None if mask is None else mask.to(torch.float32).unsqueeze(0)  # (1, B, L)
+    sign = basis.input_sign(n, x.device)  # (L,) or per head (H, 1, L)
     if sign is not None:
-        in_weight = sign.view(1, n) if in_weight is None else in_weight * sign
+        sign = sign.view(-1, 1, n)
+        in_weight = sign if in_weight is None else in_weight * sign  # (H or 1, B or 1, L)
     perm, inv_perm = perms if perms is not None else (None, None)
     return SpectralCore.apply(x, q[0], k[0], v[0], q[1], k[1], v[1], perm, inv_perm, in_weight, scale, channels,
                               basis, normalize, eps)

@@ -20,7 +20,7 @@ types I, III, IV): its adjoints are T^-1 and T.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -67,23 +67,46 @@ class Orthonormal:
 
 
 class FastDCT2:
-    """Orthonormal DCT-II (DST-II with `sine`) of Makhoul-ordered input, packed."""
+    """Orthonormal DCT-II (DST-II with `sine`) of Makhoul-ordered input, packed.
+
+    `sine` may also be one flag per head (axis 0 of the core's tensors): DCT and DST heads
+    then share one set of transforms, differing only in the signs of their inputs and
+    outputs (for DST, (-1)^t of the original position t; in Makhoul order that is + for
+    the first ceil(n/2) positions and - for the rest).
+    """
 
     makhoul_order = True
 
-    def __init__(self, sine: bool = False):
-        self.sine = sine
+    def __init__(self, sine: bool | Sequence[bool] = False):
+        flags = [sine] if isinstance(sine, bool) else [bool(f) for f in sine]
+        self.sine = True if all(flags) else False if not any(flags) else None  # None: some heads only
+        self._head_sine = torch.tensor(flags) if self.sine is None else None
 
     def length(self, n: int) -> int:
         return n
 
+    def _head_signs(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """(H, 1, 1, 1): -1 for sine heads, +1 for cosine heads."""
+        return (1.0 - 2.0 * self._head_sine.to(device, dtype)).view(-1, 1, 1, 1)
+
     def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
-        """DST: (-1)^t of the original position t, in Makhoul order: + for the first ceil(n/2)."""
-        if not self.sine:
+        """Signs applied to the (Makhoul-ordered) input: (n,), (H, 1, n) per head, or None."""
+        if self.sine is False:
             return None
         sign = torch.ones(n, device=device)
         sign[(n + 1) // 2:] = -1.0
-        return sign
+        if self._head_sine is None:
+            return sign
+        return torch.where(self._head_sine.to(device).view(-1, 1, 1), sign, torch.ones_like(sign))
+
+    def _output_sign_(self, x: torch.Tensor) -> torch.Tensor:
+        """x (H, ..., n) *= the output signs, in place."""
+        tail = x[..., (x.shape[-1] + 1) // 2:]
+        if self._head_sine is None:
+            tail.neg_()
+        else:
+            tail.mul_(self._head_signs(x.device, x.dtype))
+        return x
 
     def coeffs(self, x: torch.Tensor) -> torch.Tensor:
         _, _, twiddle, _ = _makhoul(x.shape[-1], x.device, x.dtype)
@@ -97,9 +120,7 @@ class FastDCT2:
         _, _, _, inv_twiddle = _makhoul(n, y.device, y.dtype)
         z = torch.view_as_complex(y if y.is_contiguous() else y.contiguous())
         x = torch.fft.irfft(z.mul_(inv_twiddle), n=n, out=out)
-        if self.sine and output_sign:
-            x[..., (n + 1) // 2:].neg_()
-        return x
+        return self._output_sign_(x) if self.sine is not False and output_sign else x
 
     @staticmethod
     def _scale_nyquist(y: torch.Tensor, n: int, factor: float) -> torch.Tensor:
@@ -109,9 +130,8 @@ class FastDCT2:
 
     def grad_coeffs(self, g: torch.Tensor) -> torch.Tensor:
         """signal^T g: signal() reads the Nyquist pair as its average, so each copy gets half."""
-        if self.sine:
-            g = g.clone()
-            g[..., (g.shape[-1] + 1) // 2:].neg_()
+        if self.sine is not False:
+            g = self._output_sign_(g.clone())
         return self._scale_nyquist(self.coeffs(g), g.shape[-1], 0.5)
 
     def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
