@@ -34,6 +34,7 @@ def test_rows_times_memory_and_ratios():
     for n, at_n in df.groupby("n"):
         by = at_n.set_index("attn")
         assert by.loc["projections", "vs_proj"] == pytest.approx(1.0)
+        assert by.loc["projections", "vs_proj_paired"] == 1.0 and (by.vs_proj_paired > 0).all()
         assert by.loc["softmax", "vs_softmax"] == pytest.approx(1.0)
         for name in ("softmax", "fnet"):
             assert by.loc[name, "vs_proj"] == pytest.approx(by.loc[name, "fwdbwd_ms"] / by.loc["projections", "fwdbwd_ms"])
@@ -58,7 +59,7 @@ def test_a_failing_configuration_is_a_row_not_a_crash(monkeypatch):
     assert df.loc[("fnet", 16), "status"] == "ok"
     bad = df.loc[("fnet", 32)]
     assert bad.status == "error: RuntimeError: length 32 is not supported (second line)"
-    assert pd.isna(bad.fwdbwd_ms) and pd.isna(bad.vs_proj)
+    assert pd.isna(bad.fwdbwd_ms) and pd.isna(bad.vs_proj) and pd.isna(bad.vs_proj_paired)
     assert df.loc[("projections", 32), "status"] == "ok"
 
 

@@ -17,7 +17,9 @@ total is under `min_time` seconds), with CUDA synchronised around every timed ru
 A `projections` row (the q/k/v/out linears alone, `mixers.Projections`) is always
 measured: `vs_proj` = mixer fwd+bwd / projections fwd+bwd is how far a mixer is from the
 floor its own projections set, and `vs_softmax` = softmax fwd+bwd / mixer fwd+bwd is its
-speed-up over softmax attention at the same length.
+speed-up over softmax attention at the same length. Because those medians are taken
+minutes apart, `vs_proj_paired` also times the mixer and the projections alternately,
+pair by pair, and reports the median ratio: on a shared machine it is the steadier number.
 """
 from __future__ import annotations
 
@@ -91,15 +93,9 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def measure(module: torch.nn.Module, x: torch.Tensor, warmup: int, repeats: int, min_time: float,
-            memory_method: str) -> dict:
-    """fwd_ms, fwdbwd_ms, peak_mib (and run counts) of `module` on `x` (see the module docstring)."""
-    device = x.device
+def _train_step(module: torch.nn.Module, x: torch.Tensor) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(one forward + loss + backward of `module` on `x`, a function clearing the gradients)."""
     params = list(module.parameters())
-
-    def forward() -> None:
-        with torch.no_grad():
-            module(x)
 
     def train_step() -> None:
         out = module(x)
@@ -109,6 +105,45 @@ def measure(module: torch.nn.Module, x: torch.Tensor, warmup: int, repeats: int,
     def clear_grads() -> None:
         for t in params + [x]:
             t.grad = None
+
+    return train_step, clear_grads
+
+
+def paired_ratio(module: torch.nn.Module, reference: torch.nn.Module, x: torch.Tensor, warmup: int,
+                 repeats: int) -> float:
+    """Median over `repeats` interleaved pairs of (module step time / reference step time).
+
+    Timing the two alternately, pair by pair, cancels the drift of a shared or throttled
+    machine that separate medians taken minutes apart do not (10-15% on small VMs)."""
+    steps = [_train_step(module, x), _train_step(reference, x)]
+    for _ in range(warmup):
+        for step, clear in steps:
+            step()
+            clear()
+    ratios = []
+    for _ in range(repeats):
+        times = []
+        for step, clear in steps:
+            _sync(x.device)
+            start = time.perf_counter()
+            step()
+            _sync(x.device)
+            times.append(time.perf_counter() - start)
+            clear()
+        ratios.append(times[0] / times[1])
+    return statistics.median(ratios)
+
+
+def measure(module: torch.nn.Module, x: torch.Tensor, warmup: int, repeats: int, min_time: float,
+            memory_method: str) -> dict:
+    """fwd_ms, fwdbwd_ms, peak_mib (and run counts) of `module` on `x` (see the module docstring)."""
+    device = x.device
+
+    def forward() -> None:
+        with torch.no_grad():
+            module(x)
+
+    train_step, clear_grads = _train_step(module, x)
 
     fwd_ms, fwd_runs = median_ms(forward, lambda: None, device, warmup, repeats, min_time)
     fwdbwd_ms, fwdbwd_runs = median_ms(train_step, clear_grads, device, warmup, repeats, min_time)
@@ -181,15 +216,20 @@ def bench_attention(attn_names: Iterable[str], lengths: Sequence[int], batch: in
     for n in lengths:
         for name in names:
             row = {"attn": name, "n": n, "fwd_ms": None, "fwdbwd_ms": None, "peak_mib": None,
-                   "fwd_runs": 0, "fwdbwd_runs": 0, "status": "ok", **meta}
+                   "vs_proj_paired": 1.0 if name == PROJECTIONS else None, "fwd_runs": 0, "fwdbwd_runs": 0,
+                   "status": "ok", **meta}
             module = x = None
             try:
                 torch.manual_seed(seed)
                 module = build_mixer(name, hidden, heads, conf_dir).to(device=dev, dtype=torch_dtype).train()
                 x = torch.randn(batch, n, hidden, device=dev, dtype=torch_dtype, requires_grad=True)
                 row.update(measure(module, x, warmup, repeats, min_time, method))
+                if name != PROJECTIONS:
+                    proj = build_mixer(PROJECTIONS, hidden, heads, conf_dir).to(device=dev, dtype=torch_dtype).train()
+                    row["vs_proj_paired"] = paired_ratio(module, proj, x, warmup, repeats)
             except Exception as exc:  # OOM, shape/head checks, a mixer rejecting n: record and go on
-                row.update(fwd_ms=None, fwdbwd_ms=None, peak_mib=None, status=f"error: {_one_line(exc)}")
+                row.update(fwd_ms=None, fwdbwd_ms=None, peak_mib=None, vs_proj_paired=None,
+                           status=f"error: {_one_line(exc)}")
             finally:
                 del module, x
                 gc.collect()
