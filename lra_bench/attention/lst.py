@@ -25,9 +25,8 @@ import torch
 from torch import nn
 
 from lra_bench.attention.lst_core import spectral_core
-from lra_bench.transforms.cosine import DCT_TYPES, dct, dst, idct, idst
-from lra_bench.transforms.hadamard import hadamard
-from lra_bench.transforms.spectral import FastDCT2, basis, makhoul_perm
+from lra_bench.transforms.cosine import DCT_TYPES
+from lra_bench.transforms.spectral import FastDCT2, basis, makhoul_perm, transform_pair
 
 TRANSFORM_TYPES = ("dct", "dst", "hadamard", "mixed")
 MIXED_CYCLE = ("dct", "dst", "hadamard")
@@ -40,17 +39,13 @@ class SpectralTransform(nn.Module):
         super().__init__()
         self.kind, self.dct_type = kind, dct_type
         self.basis = basis(kind, dct_type)
-
-    def _along(self, fn, x: torch.Tensor, dim: int) -> torch.Tensor:
-        return fn(x.transpose(dim, -1)).transpose(dim, -1)
+        self._forward, self._inverse = transform_pair(kind, dct_type)
 
     def transform(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        fn = {"dct": lambda t: dct(t, self.dct_type), "dst": dst, "hadamard": hadamard}[self.kind]
-        return self._along(fn, x, dim)
+        return self._forward(x.transpose(dim, -1)).transpose(dim, -1)
 
     def inverse_transform(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        fn = {"dct": lambda t: idct(t, self.dct_type), "dst": idst, "hadamard": hadamard}[self.kind]
-        return self._along(fn, x, dim)
+        return self._inverse(x.transpose(dim, -1)).transpose(dim, -1)
 
     def extra_repr(self) -> str:
         return f"{self.kind}" + (f", type={self.dct_type}" if self.kind == "dct" else "")
@@ -79,7 +74,7 @@ class HeadGroup:
     """Heads sharing one transform: their channels, their basis and their token order."""
 
     def __init__(self, kind: str, basis_: Any, heads: list[int], num_heads: int, head_dim: int):
-        self.kind, self.basis, self.num_heads = kind, basis_, len(heads)
+        self.kind, self.basis = kind, basis_
         self.all_heads = len(heads) == num_heads
         # q/k/v rows and out_proj columns of these heads, and the heads, per device (copied once)
         self._index = {torch.device("cpu"): (torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim)

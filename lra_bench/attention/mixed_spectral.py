@@ -56,7 +56,8 @@ class MixedSpectralAttention(nn.Module):
         self.dct = SpectralTransform("dct") if use_dct else None
         self.hadamard = SpectralTransform("hadamard") if use_hadamard else None
         self.scales = nn.ParameterDict({t: nn.Parameter(torch.ones(1, 1, self.head_dim)) for t in enabled})
-        self._groups = head_groups(self.head_transforms, {t: basis(t) for t in enabled}, self.head_dim)
+        bases = {t: basis("fft") if t == "fft" else getattr(self, t).basis for t in enabled}
+        self._groups = head_groups(self.head_transforms, bases, self.head_dim)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, return_attention: bool = False):
         def run(g: HeadGroup, x: torch.Tensor, proj: list, perms: Optional[tuple], m: Optional[torch.Tensor],

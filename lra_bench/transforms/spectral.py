@@ -24,7 +24,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from lra_bench.transforms.cosine import _makhoul, cached, dct, idct
+from lra_bench.transforms.cosine import _makhoul, cached, dct, dst, idct, idst
 from lra_bench.transforms.hadamard import hadamard, next_pow2
 
 
@@ -182,16 +182,25 @@ class Fourier:
         return torch.fft.irfft(gy.squeeze(-1).div_(w), n=n, norm="ortho", out=out)
 
 
+def transform_pair(kind: str, dct_type: int = 2) -> tuple[Callable, Callable]:
+    """(T, T^-1) along the last axis for 'dct' (of `dct_type`), 'dst' (type II) or 'hadamard'."""
+    if kind == "dct":
+        return functools.partial(dct, type=dct_type), functools.partial(idct, type=dct_type)
+    if kind == "dst":
+        return dst, idst
+    if kind == "hadamard":
+        return hadamard, hadamard
+    raise ValueError(f"unknown transform kind {kind!r}; expected dct, dst or hadamard")
+
+
 def basis(kind: str, dct_type: int = 2):
     """The spectral basis for a head kind: 'dct' (of `dct_type`), 'dst', 'hadamard' or 'fft'."""
-    if kind == "dct":
-        if dct_type == 2:
-            return FastDCT2()
-        return Orthonormal(functools.partial(dct, type=dct_type), functools.partial(idct, type=dct_type))
+    if kind == "dct" and dct_type == 2:
+        return FastDCT2()
     if kind == "dst":
         return FastDCT2(sine=True)
-    if kind == "hadamard":
-        return Orthonormal(hadamard, hadamard, pad_pow2=True)
+    if kind in ("dct", "hadamard"):
+        return Orthonormal(*transform_pair(kind, dct_type), pad_pow2=kind == "hadamard")
     if kind == "fft":
         return Fourier()
     raise ValueError(f"unknown transform kind {kind!r}; expected dct, dst, hadamard or fft")
