@@ -18,9 +18,11 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from lra_bench.errors import ConfigError
+from lra_bench.models.classifier import INTERACTIONS
 
 POOLINGS = ("cls", "mean")
 NORMS = ("pre", "post")
+HARNESS_TASK_KWARGS = ("cache_dir", "data_root")  # passed to every task builder from paths.*
 SCHEDULES = ("rsqrt", "cosine", "constant")
 LOGGER_BACKENDS = ("wandb", "none")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -36,6 +38,7 @@ class ModelConfig:
     attention_dropout: float = 0.1
     pooling: str = "cls"
     norm: str = "pre"
+    interaction: str = "concat"  # dual-input tasks (retrieval): concat [a, b] or nli [a, b, a*b, a-b]
 
 
 @dataclass
@@ -78,6 +81,7 @@ class PathsConfig:
     checkpoints: str = "${paths.root}/checkpoints"
     wandb: str = "${paths.root}"
     cache: Optional[str] = None
+    data_root: Optional[str] = None
 
 
 @dataclass
@@ -146,8 +150,9 @@ def check_kwargs(fn: Callable, kwargs: Dict[str, Any], group: str, provided: tup
                           f"accepted: {', '.join(accepted)}")
     clash = sorted(set(kwargs) & set(provided))
     if clash:
-        raise ConfigError(f"{', '.join(f'{group}.{k}' for k in clash)} is set by the harness (from model/); "
-                          f"remove it from {group} and set model.* instead")
+        via = "paths.cache / paths.data_root" if group == "task" else "model.*"
+        raise ConfigError(f"{', '.join(f'{group}.{k}' for k in clash)} is set by the harness (from {via}); "
+                          f"remove it from {group} and set {via} instead")
     for key, value in kwargs.items():
         _check_type(f"{group}.{key}", value, params[key])
 
@@ -192,6 +197,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"model.{key}={m[key]} must be in [0, 1); e.g. model.{key}=0.1")
     _choice(m.pooling, POOLINGS, "model.pooling")
     _choice(m.norm, NORMS, "model.norm")
+    _choice(m.interaction, INTERACTIONS, "model.interaction")
     for key in ("batch_size", "max_steps", "eval_every", "checkpoint_every", "log_every"):
         _positive(t[key], f"trainer.{key}")
     _positive(t.eval_batch_size, "trainer.eval_batch_size", allow_none=True)
@@ -208,7 +214,7 @@ def validate(cfg: DictConfig) -> None:
     _choice(lg.backend, LOGGER_BACKENDS, "logger.backend")
     _choice(lg.mode, WANDB_MODES, "logger.mode")
     _, builder, kwargs = split_task(cfg.task)
-    check_kwargs(builder, kwargs, "task", provided=("cache_dir",))
+    check_kwargs(builder, kwargs, "task", provided=HARNESS_TASK_KWARGS)
     cls, kwargs = attn_kwargs(cfg.attn)
     check_kwargs(cls.__init__, kwargs, "attn", provided=("hidden_dim", "num_heads", "dropout"))
     try:  # the mixer's own checks (e.g. dct_type=7), on the meta device: no memory, no data yet

@@ -43,7 +43,7 @@ def test_check_overrides_leaves_valid_and_hydra_syntax_alone(args):
 @pytest.mark.parametrize("args,fragment", [
     (["attn=nope"], "error: attn=nope is not a config"),
     (["model.hidden_dim=100", "model.num_heads=3"], "error: model.hidden_dim=100 is not divisible"),
-    (["task.data_dir=/nonexistent/listops"], "error: ListOps files not found: /nonexistent/listops/basic_train.tsv"),
+    (["task.data_dir=/nonexistent/listops"], "error: ListOps data not found; looked for /nonexistent/listops/basic_train.tsv"),
 ])
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, args, fragment):
     res = cli(tmp_path, *args, "logger=none")

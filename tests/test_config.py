@@ -28,6 +28,42 @@ def test_every_config_file_composes_and_validates(compose_cfg, group, name):
         assert mixer(x).shape == x.shape
 
 
+# LRA's released configs per task (model size, pooling, batch, steps, lr, schedule).
+LRA_SETTINGS = {
+    "listops": ((512, 8, 4, 1024, "cls"), (32, 5000, 0.05, "rsqrt", 1000)),
+    "text": ((256, 4, 4, 1024, "cls"), (32, 20000, 0.05, "rsqrt", 8000)),
+    "retrieval": ((128, 4, 4, 512, "cls"), (32, 5000, 0.05, "rsqrt", 8000)),
+    "image": ((128, 8, 1, 128, "cls"), (256, 35000, 0.0005, "cosine", 175)),
+    "pathfinder": ((32, 4, 4, 32, "mean"), (512, 62400, 0.001, "cosine", 312)),
+    "pathx": ((32, 2, 1, 32, "mean"), (64, 500000, 0.001, "cosine", 2500)),
+}
+
+
+@pytest.mark.parametrize("task", sorted(LRA_SETTINGS))
+def test_task_alone_gives_lras_setting(compose_cfg, task):
+    cfg = compose_cfg(f"task={task}", tiny=False)
+    m, t = cfg.model, cfg.trainer
+    assert cfg.task.name == task
+    assert (m.hidden_dim, m.num_heads, m.num_layers, m.mlp_dim, m.pooling) == LRA_SETTINGS[task][0]
+    assert (t.batch_size, t.max_steps, t.lr, t.schedule, t.warmup_steps) == LRA_SETTINGS[task][1]
+    validate(cfg)
+
+
+@pytest.mark.parametrize("task", sorted(LRA_SETTINGS))
+def test_quick_and_small_keep_the_tasks_pooling(compose_cfg, task):
+    for overlay in ("trainer=quick", "model=small"):
+        cfg = compose_cfg(f"task={task}", overlay, tiny=False)
+        assert cfg.model.pooling == LRA_SETTINGS[task][0][4] and cfg.model.hidden_dim <= 64
+        validate(cfg)
+
+
+def test_quick_shrinks_each_tasks_data(compose_cfg):
+    assert compose_cfg("trainer=quick", tiny=False).task.max_length == 64
+    assert compose_cfg("task=text", "trainer=quick", tiny=False).task.max_length == 256
+    assert compose_cfg("task=text", tiny=False).task.max_length == 1000
+    assert compose_cfg("task=pathfinder", "trainer=quick", tiny=False).task.generate.num_samples == 4000
+
+
 def test_defaults_are_lra_listops(compose_cfg):
     cfg = compose_cfg(tiny=False)
     assert cfg.task.name == "listops" and cfg.task.max_length == 2000
@@ -65,6 +101,8 @@ def test_defaults_are_lra_listops(compose_cfg):
     (["attn=dct", "attn.normalize=maybe"], "attn.normalize='maybe' must be bool"),
     (["+trainer.epochs=3"], "unknown key(s) trainer.epochs"),
     (["+sed=3"], "unknown top-level key(s) sed"),
+    (["model.interaction=sum"], "model.interaction='sum' is not one of concat, nli"),
+    (["+task.data_root=/data"], "task.data_root is set by the harness (from paths.cache / paths.data_root)"),
 ])
 def test_bad_config_fails_in_one_line(compose_cfg, overrides, fragment):
     cfg = compose_cfg(*overrides)

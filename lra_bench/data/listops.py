@@ -21,6 +21,7 @@ import numpy as np
 
 from lra_bench.data.cache import SPLITS, digest, file_digest, load_or_build, resolve_cache_dir
 from lra_bench.data.listops_generator import GENERATOR_VERSION, ListOpsGenConfig, write_listops_tsv
+from lra_bench.data.sources import RELEASE_URL, candidates, first, not_found
 from lra_bench.data.spec import Split, TaskData, TaskSpec
 from lra_bench.errors import ConfigError, DataError
 
@@ -32,7 +33,6 @@ VOCAB = (PAD,) + tuple(str(v) for v in range(10)) + OPERATORS + ("X",)
 NUM_CLASSES = 10
 TOKENIZER_VERSION = 1
 FILES = {split: f"basic_{split}.tsv" for split in SPLITS}
-RELEASE_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
 
 # Every token is one character once each operator is replaced by a stand-in letter, so a
 # whole string is tokenized by C-level str methods and one table lookup in numpy.
@@ -103,15 +103,21 @@ def _tokenize_file(path: Path, max_length: int) -> Split:
     return Split(inputs, np.asarray(targets, dtype=np.int64))
 
 
-def _locate(data_dir: Optional[str], generate: Dict[str, Any], workers: Optional[int], cache: Path) -> Dict[str, Path]:
-    if data_dir is not None:
-        root = Path(data_dir).expanduser()
-        paths = {s: root / f for s, f in FILES.items()}
-        missing = [str(p) for p in paths.values() if not p.is_file()]
-        if missing:
-            raise DataError(f"ListOps files not found: {', '.join(missing)}; unpack {RELEASE_URL} and set "
-                            f"task.data_dir=<lra_release>/listops-1000, or set task.data_dir=null to generate them")
-        return paths
+def _has_files(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in FILES.values())
+
+
+def _locate(data_dir: Optional[str], data_root: Optional[str], generate: Dict[str, Any], workers: Optional[int],
+            cache: Path) -> Dict[str, Path]:
+    if data_dir is not None or data_root is not None:
+        folders = candidates(data_dir, data_root, ["listops-1000"])
+        found = first(folders, _has_files)
+        if found is None:
+            looked = [folder / f for folder in folders for f in FILES.values()]
+            raise not_found("ListOps", [p for p in looked if not p.is_file()],
+                            f"unpack {RELEASE_URL} and set task.data_dir=<lra_release>/listops-1000 (or "
+                            f"paths.data_root=<lra_release>), or task.data_dir=null and paths.data_root=null to generate the data")
+        return {s: found / f for s, f in FILES.items()}
     try:
         gen = ListOpsGenConfig(**generate)
     except TypeError as exc:
@@ -134,8 +140,10 @@ def _locate(data_dir: Optional[str], generate: Dict[str, Any], workers: Optional
 
 
 def build_listops(data_dir: Optional[str] = None, max_length: int = 2000, generate: Optional[Dict[str, Any]] = None,
-                  workers: Optional[int] = None, cache_dir: Optional[str] = None) -> TaskData:
-    """ListOps TaskData from LRA-format files in `data_dir`, or from generated ones.
+                  workers: Optional[int] = None, cache_dir: Optional[str] = None,
+                  data_root: Optional[str] = None) -> TaskData:
+    """ListOps TaskData from LRA-format files in `data_dir` (or `data_root`/listops-1000),
+    or, when neither is set, from generated ones.
 
     `generate` holds ListOpsGenConfig fields (sizes, lengths, depth, args, seed). Its seed
     is the data seed, independent of the run seed, so every run of a sweep shares one set.
@@ -143,7 +151,7 @@ def build_listops(data_dir: Optional[str] = None, max_length: int = 2000, genera
     if max_length < 1:
         raise ConfigError(f"task.max_length={max_length} must be >= 1; LRA uses task.max_length=2000")
     cache = resolve_cache_dir(cache_dir)
-    paths = _locate(data_dir, dict(generate or {}), workers, cache)
+    paths = _locate(data_dir, data_root, dict(generate or {}), workers, cache)
     sources = {s: {"path": str(p.resolve()), "digest": file_digest(p)} for s, p in paths.items()}
     key = {"task": "listops", "tokenizer": TOKENIZER_VERSION, "max_length": max_length,
            "sources": {s: v["digest"] for s, v in sources.items()}}

@@ -10,20 +10,25 @@ import torch
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """Shape facts the model is built from."""
+    """Shape facts the model is built from.
+
+    `pad_id` is the token id of padding (masked out of attention and mean pooling), or
+    None when every position is real (images, Pathfinder: pixel 0 is a value, not padding).
+    `dual_input` tasks (retrieval) hold two sequences per example: inputs (N, 2, L).
+    """
 
     name: str
     vocab_size: int
     max_length: int
     num_classes: int
-    pad_id: int = 0
+    pad_id: Optional[int] = 0
     dual_input: bool = False
-    input_dim: Optional[int] = None
 
 
 @dataclass
 class Split:
-    """One split: `inputs` (N, L) integer tokens (array or memmap), `labels` (N,) ints."""
+    """One split: `inputs` (N, L) -- or (N, 2, L) for dual-input tasks -- integer tokens
+    (array or memmap), `labels` (N,) ints."""
 
     inputs: np.ndarray
     labels: np.ndarray
@@ -36,7 +41,7 @@ class Split:
         return len(self.labels)
 
     def batch(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gather rows `index` as int64 tensors (B, L) and (B,)."""
+        """Gather rows `index` as int64 tensors (B, L) or (B, 2, L), and (B,)."""
         index = np.asarray(index)
         return (torch.from_numpy(np.asarray(self.inputs[index], dtype=np.int64)),
                 torch.from_numpy(np.asarray(self.labels[index], dtype=np.int64)))

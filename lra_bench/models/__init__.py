@@ -1,4 +1,4 @@
-from lra_bench.models.classifier import Classifier, build_model
+from lra_bench.models.classifier import Classifier, DualClassifier, PooledEncoder, build_model
 from lra_bench.models.encoder import Encoder, EncoderBlock
 
-__all__ = ["Classifier", "Encoder", "EncoderBlock", "build_model"]
+__all__ = ["Classifier", "DualClassifier", "PooledEncoder", "Encoder", "EncoderBlock", "build_model"]

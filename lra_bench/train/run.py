@@ -79,7 +79,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
 
-    data = builder(**task_kwargs, cache_dir=cfg.paths.cache)
+    data = builder(**task_kwargs, cache_dir=cfg.paths.cache, data_root=cfg.paths.data_root)
     seed_everything(seed)
     try:
         model = build_model(data.spec, cfg.model, attn_cls, mixer_kwargs)

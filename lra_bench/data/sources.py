@@ -1,0 +1,47 @@
+"""Finding a task's files: `task.data_dir` (the task's own folder) or `paths.data_root`.
+
+`paths.data_root` accepts the unpacked LRA release as users have it (the folder holding
+`listops-1000/`, `tsv_data/`, `pathfinder32/`, ...) or the folder above it (holding
+`lra_release/`), plus the usual downloads placed next to it (`aclImdb/`,
+`cifar-10-batches-py/`, their `.tar.gz` archives). Each task names the relative paths
+it can use; `candidates` lists where they would be, in the order they are tried, and
+`not_found` turns the list into the one-line error a user sees.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+from lra_bench.errors import DataError
+
+RELEASE_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
+RELEASE_DIRS = ("", "lra_release", "lra_release/lra_release")  # where the release's folders may sit under data_root
+
+
+def candidates(data_dir: Optional[str], data_root: Optional[str], names: Sequence[str],
+               own: Sequence[str] = ("",)) -> list[Path]:
+    """Paths to try, in order.
+
+    With `data_dir` set only it is searched: `data_dir/<o>` for each `o` in `own` (paths
+    relative to the task's own folder, "" = the folder itself). Otherwise, with
+    `data_root` set: `data_root/<r>/<name>` for each release prefix r and each name in
+    `names` (paths relative to the root of the release). Neither: no candidates.
+    """
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        return [root / o if o else root for o in own]
+    if data_root is None:
+        return []
+    root = Path(data_root).expanduser()
+    return [(root / r / name) if r else root / name for name in names for r in RELEASE_DIRS]
+
+
+def first(paths: Iterable[Path], accept: Callable[[Path], bool] = Path.exists) -> Optional[Path]:
+    """The first path that `accept`s, or None."""
+    return next((p for p in paths if accept(p)), None)
+
+
+def not_found(task: str, looked: Sequence[Path], how: str) -> DataError:
+    """The one-line error for missing data: every path looked for, then how to get the data."""
+    where = ", ".join(str(p) for p in looked) if looked else "nowhere (task.data_dir and paths.data_root are unset)"
+    return DataError(f"{task} data not found; looked for {where}; {how}")
