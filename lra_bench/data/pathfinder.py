@@ -1,0 +1,299 @@
+"""Pathfinder and Path-X (LRA): are the two circles joined by one contour? One token per pixel.
+
+Reads LRA's release layout `pathfinder{32,64,128,256}/<difficulty>/` -- `metadata/<k>.npy`
+(text despite the suffix: one sample a line, `<subdir> <filename> <index> <label>`
+separated by single spaces) and `imgs/<k>/sample_<n>.png` (8-bit grayscale) -- or, when
+neither `data_dir` nor `data_root` is set, generates such a tree into the cache directory.
+
+As LRA (lra_benchmarks/data/pathfinder.py, lra_benchmarks/image/input_pipeline.py
+get_pathfinder_base_datasets): the image of a line is `<difficulty>/<subdir>/<filename>`,
+its label is the 4th field; the examples are split `[:80%]` / `[80%:90%]` / `[90%:]`
+(TFDS boundaries round(p * n / 100)) and only then are empty images filtered out. Here the
+lines are taken in numeric order of the metadata files, in file order, and missing or
+unreadable images are skipped like empty ones (the count is logged). Tokens are the PNG's
+pixels 0-255, row-major, length resolution**2; no padding.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import multiprocessing
+import os
+import struct
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+from lra_bench.data import sources
+from lra_bench.data.cache import SPLITS, digest, file_digest, load_or_build, resolve_cache_dir
+from lra_bench.data.spec import Split, TaskData, TaskSpec
+from lra_bench.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+LOADER_VERSION = 1
+RESOLUTIONS = (32, 64, 128, 256)
+DIFFICULTIES = ("curv_baseline", "curv_contour_length_9", "curv_contour_length_14")
+SPLIT_PERCENTS = (80, 90)  # train = [:80%], val = [80%:90%], test = [90%:]
+CHUNK = 2048  # images per decoding task
+RELEASE_URL = sources.RELEASE_URL
+
+Chunk = Tuple[str, List[str], int]  # (difficulty dir, image paths relative to it, resolution)
+
+
+def task_name(resolution: int) -> str:
+    """'pathfinder' at 32, 'pathx' at 128 (LRA's Path-X), else 'pathfinder<resolution>'."""
+    return {32: "pathfinder", 128: "pathx"}.get(resolution, f"pathfinder{resolution}")
+
+
+def split_bounds(n: int) -> Dict[str, Tuple[int, int]]:
+    """[lo, hi) line ranges of train/val/test for n lines: TFDS's [:80%], [80%:90%], [90%:]."""
+    a, b = (int(round(p * n / 100.0)) for p in SPLIT_PERCENTS)
+    return {"train": (0, a), "val": (a, b), "test": (b, n)}
+
+
+def _check_options(resolution: int, difficulty: str, generated: bool, workers: Optional[int]) -> None:
+    """One-line ConfigErrors for impossible options, before any file is touched."""
+    if isinstance(resolution, bool) or not isinstance(resolution, int):
+        raise ConfigError(f"task.resolution={resolution!r} must be an integer; e.g. task.resolution=32")
+    if generated and (resolution < 4 or resolution % 4):
+        raise ConfigError(f"task.resolution={resolution} must be a positive multiple of 4 for generated data; "
+                          f"LRA uses 32 (Pathfinder) and 128 (Path-X)")
+    if not generated and resolution not in RESOLUTIONS:
+        raise ConfigError(f"task.resolution={resolution} has no LRA release data; use one of "
+                          f"{', '.join(map(str, RESOLUTIONS))}, or unset task.data_dir and paths.data_root to "
+                          f"generate a set at any multiple of 4")
+    if difficulty not in DIFFICULTIES:
+        raise ConfigError(f"task.difficulty={difficulty!r} is not one of {', '.join(DIFFICULTIES)}; "
+                          f"LRA uses task.difficulty=curv_contour_length_14")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"task.workers={workers!r} must be >= 1, or null for all CPUs")
+
+
+def _metadata_order(path: Path) -> Tuple[int, int, str]:
+    """Numeric order of `<k>.npy` (LRA writes 0.npy, 1.npy, ...); other names after, by name."""
+    return (0, int(path.stem), "") if path.stem.isdigit() else (1, 0, path.stem)
+
+
+def metadata_files(root: Path) -> List[Path]:
+    """`root/metadata/*.npy` in numeric order; DataError if there is none."""
+    files = sorted((p for p in (root / "metadata").glob("*.npy") if p.is_file()), key=_metadata_order)
+    if not files:
+        raise DataError(f"{root / 'metadata'} holds no <k>.npy files; re-unpack {RELEASE_URL} "
+                        f"or point task.data_dir at pathfinder<res>/<difficulty>")
+    return files
+
+
+def read_metadata(files: Sequence[Path]) -> Tuple[List[str], np.ndarray]:
+    """(image paths relative to the difficulty dir, labels) of every metadata line, in order.
+
+    A line is `<subdir> <filename> <index> <label>` split on single spaces; blank lines are
+    ignored; a label other than 0/1 or a short line is a DataError naming file and line.
+    """
+    rels: List[str] = []
+    labels: List[int] = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path} is not a readable Pathfinder metadata text file ({type(exc).__name__}); "
+                            f"re-unpack {RELEASE_URL} or regenerate the set") from None
+        for line_no, line in enumerate(text.split("\n"), start=1):
+            line = line.rstrip("\r")
+            if not line.strip():
+                continue
+            fields = line.split(" ")
+            if len(fields) < 4 or fields[3] not in ("0", "1"):
+                raise DataError(f"{path}:{line_no}: {line[:80]!r} is not '<subdir> <filename> <index> <label 0/1>'; "
+                                f"re-unpack {RELEASE_URL} or regenerate the set")
+            rels.append(f"{fields[0]}/{fields[1]}")
+            labels.append(int(fields[3]))
+    if not rels:
+        raise DataError(f"Pathfinder metadata {', '.join(map(str, files))} lists no samples; "
+                        f"re-unpack {RELEASE_URL} or regenerate the set")
+    return rels, np.asarray(labels, dtype=np.int64)
+
+
+def fingerprint(root: Path, files: Sequence[Path], rels: Sequence[str]) -> str:
+    """Hash of the metadata files' contents and every listed image's (path, size, mtime_ns)."""
+    h = hashlib.blake2b(digest_size=16)
+    for f in files:
+        h.update(f"{f.name}\0{file_digest(f)}\n".encode())
+    for rel in rels:
+        try:
+            st = os.stat(root / rel)
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{rel}\0missing\n".encode())
+    return h.hexdigest()
+
+
+def decode_png(path: Path, resolution: int) -> Optional[np.ndarray]:
+    """Pixels (resolution**2,) uint8 of one grayscale PNG, or None if it is missing, empty or
+    unreadable; DataError if it is readable but of the wrong size or not grayscale."""
+    try:
+        if os.path.getsize(path) == 0:
+            return None
+        with Image.open(path) as im:
+            im.load()
+            mode, size = im.mode, im.size
+            if mode == "1":
+                im = im.convert("L")
+            pixels = np.asarray(im, dtype=np.uint8) if im.mode == "L" else None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError):
+        return None  # PIL's ways of saying the file is truncated or not a PNG
+    if size != (resolution, resolution):
+        raise DataError(f"{path} is {size[0]}x{size[1]}, expected {resolution}x{resolution}; "
+                        f"set task.resolution to match the data or fix task.data_dir")
+    if pixels is None:
+        raise DataError(f"{path} is a {mode} PNG, expected 8-bit grayscale (mode L); "
+                        f"re-unpack {RELEASE_URL} or regenerate the set")
+    return pixels.reshape(-1)
+
+
+def decode_chunk(chunk: Chunk) -> Tuple[np.ndarray, np.ndarray, Optional[str]]:
+    """(pixels of the readable images (k, L) uint8, readable mask (n,), first skipped path)."""
+    root, rels, resolution = chunk
+    ok = np.zeros(len(rels), dtype=bool)
+    rows, skipped = [], None
+    for i, rel in enumerate(rels):
+        pixels = decode_png(Path(root) / rel, resolution)
+        if pixels is None:
+            skipped = skipped or str(Path(root) / rel)
+        else:
+            ok[i] = True
+            rows.append(pixels)
+    out = np.stack(rows) if rows else np.zeros((0, resolution * resolution), dtype=np.uint8)
+    return out, ok, skipped
+
+
+def _decoded(chunks: List[Chunk], workers: int) -> Iterator[Tuple[np.ndarray, np.ndarray, Optional[str]]]:
+    """decode_chunk over `chunks`, in order; in a process pool when workers > 1 and it pays."""
+    if workers <= 1 or len(chunks) <= 1:
+        yield from map(decode_chunk, chunks)
+        return
+    pool = multiprocessing.get_context().Pool(min(workers, len(chunks)))
+    try:
+        yield from pool.imap(decode_chunk, chunks)
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def read_images(root: Path, rels: List[str], labels: np.ndarray, resolution: int,
+                workers: Optional[int] = None) -> Dict[str, Split]:
+    """Decode every listed image into train/val/test Splits (LRA's 80/10/10 over all lines,
+    then unreadable images dropped). Decoded rows go straight into per-split arrays."""
+    n, length = len(rels), resolution * resolution
+    bounds = split_bounds(n)
+    inputs = {s: np.empty((hi - lo, length), dtype=np.uint8) for s, (lo, hi) in bounds.items()}
+    kept: Dict[str, List[np.ndarray]] = {s: [] for s in SPLITS}  # kept line indices per split
+    filled = dict.fromkeys(SPLITS, 0)
+    chunks = [(str(root), rels[i:i + CHUNK], resolution) for i in range(0, n, CHUNK)]
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    example, report_every = None, max(1, len(chunks) // 10)
+    for c, (pixels, ok, skipped) in enumerate(_decoded(chunks, workers)):
+        example = example or skipped
+        index = np.flatnonzero(ok) + c * CHUNK
+        for s, (lo, hi) in bounds.items():
+            sel = (index >= lo) & (index < hi)
+            k = int(sel.sum())
+            inputs[s][filled[s]:filled[s] + k] = pixels[sel]
+            kept[s].append(index[sel])
+            filled[s] += k
+        if len(chunks) > 1 and ((c + 1) % report_every == 0 or c + 1 == len(chunks)):
+            log.info("pathfinder: decoded %d/%d images", min((c + 1) * CHUNK, n), n)
+    skipped_total = n - sum(filled.values())
+    if skipped_total:
+        log.warning("pathfinder: skipped %d of %d images that are missing, empty or unreadable (e.g. %s)",
+                    skipped_total, n, example)
+    empty = [s for s in SPLITS if filled[s] == 0]
+    if empty:
+        raise DataError(f"pathfinder: no readable image in the {'/'.join(empty)} split(s) of {root} "
+                        f"({n} metadata lines, {skipped_total} images skipped); re-unpack {RELEASE_URL} "
+                        f"or regenerate the set with more samples")
+    return {s: Split(inputs[s][:filled[s]], labels[np.concatenate(kept[s])]) for s in SPLITS}
+
+
+def _generated_root(resolution: int, difficulty: str, generate: Dict[str, Any], workers: Optional[int],
+                    cache: Path) -> Path:
+    """The difficulty dir of a generated set for these options, generating it once under a lock."""
+    try:
+        from lra_bench.data import pathfinder_generator as pg
+    except ImportError as exc:
+        raise DataError(f"pathfinder: cannot generate data ({exc}); set task.data_dir to LRA's "
+                        f"pathfinder{resolution}/{difficulty} from {RELEASE_URL}") from None
+    fields = dict(generate)
+    for key, value, via in (("resolution", resolution, "task.resolution"),
+                            ("contour_length", pg.DIFFICULTY_LENGTHS[difficulty], "task.difficulty")):
+        if key in fields and fields[key] != value:
+            raise ConfigError(f"task.generate.{key}={fields[key]} conflicts with {via}; remove task.generate.{key} "
+                              f"(it follows {via})")
+        fields[key] = value
+    try:
+        gen = pg.PathfinderGenConfig(**fields)
+    except TypeError as exc:
+        accepted = ", ".join(f.name for f in dataclasses.fields(pg.PathfinderGenConfig)
+                             if f.name not in ("resolution", "contour_length"))
+        raise ConfigError(f"task.generate: {exc}; accepted keys: {accepted}") from None
+    gen.validate()
+    out = cache / "pathfinder" / "generated" / digest(
+        {"version": pg.GENERATOR_VERSION, "difficulty": difficulty, **dataclasses.asdict(gen)})
+    root = out / f"pathfinder{resolution}" / difficulty
+    if (root / "metadata").is_dir():
+        log.info("pathfinder: using generated set in %s", root)
+        return root
+    from filelock import FileLock
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        if not (root / "metadata").is_dir():
+            log.info("pathfinder: generating %d %dx%d %s samples into %s", gen.num_samples, resolution,
+                     resolution, difficulty, out)
+            root = Path(pg.write_pathfinder(gen, out, difficulty, workers=workers, progress=True))
+    return root
+
+
+def _locate(resolution: int, difficulty: str, data_dir: Optional[str], data_root: Optional[str],
+            generate: Dict[str, Any], workers: Optional[int], cache: Path) -> Tuple[Path, bool]:
+    """(the difficulty dir holding metadata/, whether it was generated)."""
+    if data_dir is None and data_root is None:
+        return _generated_root(resolution, difficulty, generate, workers, cache), True
+    rel = f"pathfinder{resolution}/{difficulty}"
+    looked = sources.candidates(data_dir, data_root, names=(rel,), own=("", difficulty, rel))
+    found = sources.first(looked, lambda p: (p / "metadata").is_dir())
+    if found is None:
+        raise sources.not_found(task_name(resolution), looked,
+                                how=f"unpack {RELEASE_URL} and set task.data_dir=<lra_release>/{rel} "
+                                    f"(or paths.data_root), or leave both unset to generate a set")
+    return found, False
+
+
+def build_pathfinder(resolution: int = 32, difficulty: str = "curv_contour_length_14", data_dir: Optional[str] = None,
+                     generate: Optional[Dict[str, Any]] = None, workers: Optional[int] = None,
+                     cache_dir: Optional[str] = None, data_root: Optional[str] = None) -> TaskData:
+    """Pathfinder TaskData: inputs (N, resolution**2) uint8 pixels 0-255, labels 0/1.
+
+    Data: LRA's `pathfinder<resolution>/<difficulty>/` found via `data_dir` or `data_root`,
+    else a set generated into the cache from `generate` (PathfinderGenConfig fields but
+    resolution and contour_length, which follow `resolution` and `difficulty`). `workers`:
+    processes for generating and decoding (None: all CPUs).
+    """
+    generated = data_dir is None and data_root is None
+    _check_options(resolution, difficulty, generated, workers)
+    cache = resolve_cache_dir(cache_dir)
+    root, generated = _locate(resolution, difficulty, data_dir, data_root, dict(generate or {}), workers, cache)
+    files = metadata_files(root)
+    rels, labels = read_metadata(files)
+    key = {"task": "pathfinder", "loader": LOADER_VERSION, "resolution": resolution, "difficulty": difficulty,
+           "source": fingerprint(root, files, rels)}
+    entry = cache / "pathfinder" / "tokens" / digest(key)
+    splits = load_or_build(entry, lambda: read_images(root, rels, labels, resolution, workers), key)
+    spec = TaskSpec(name=task_name(resolution), vocab_size=256, max_length=resolution * resolution,
+                    num_classes=2, pad_id=None)
+    info = {"source": {"path": str(root.resolve()), "generated": generated, "metadata_files": len(files),
+                       "samples": len(rels)}, "token_cache": str(entry)}
+    return TaskData(splits["train"], splits["val"], splits["test"], spec, info=info)
