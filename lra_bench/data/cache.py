@@ -66,6 +66,12 @@ def _valid_entry(entry: Path) -> bool:
     return True
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def load_or_build(entry: Path, build: Callable[[], Dict[str, Split]], meta: dict) -> Dict[str, Split]:
     """Return the splits cached at `entry`, building them with `build()` if absent or corrupt."""
     entry.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +83,7 @@ def load_or_build(entry: Path, build: Callable[[], Dict[str, Split]], meta: dict
             splits = build()
             tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".tmp", dir=entry.parent))
             try:
+                os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a shared cache must be readable
                 for name, split in splits.items():
                     np.save(tmp / f"{name}_inputs.npy", split.inputs)
                     np.save(tmp / f"{name}_labels.npy", split.labels)

@@ -175,6 +175,8 @@ def _tfds_builder(data_dir: Optional[str]) -> Tuple[Any, str]:
     prepared on disk, else (None, why not). Never downloads."""
     if importlib.util.find_spec("tensorflow_datasets") is None:
         return None, "tensorflow-datasets is not installed"
+    if sources.tfds_prepared("cifar10", data_dir) is None:  # checked first: tfds.builder may go online
+        return None, "tfds cifar10 is not prepared on disk (it is never downloaded here)"
     try:
         import tensorflow_datasets as tfds
 
@@ -224,7 +226,7 @@ def _splits(train: Tuple[np.ndarray, np.ndarray], test: Tuple[np.ndarray, np.nda
 
 def _resolve_source(source: str, data_dir: Optional[str], data_root: Optional[str]) -> Tuple[str, Any]:
     """("tfds", builder) or ("pickle", folder or archive path), or a one-line DataError."""
-    if source in ("auto", "tfds"):
+    if source == "tfds" or (source == "auto" and data_dir is None):  # auto: a folder the user names wins
         builder, why = _tfds_builder(data_dir if source == "tfds" else None)
         if builder is not None:
             return "tfds", builder
@@ -240,6 +242,15 @@ def _resolve_source(source: str, data_dir: Optional[str], data_root: Optional[st
         if missing:
             raise DataError(f"{path} lacks {', '.join(missing)}; re-download {DOWNLOAD_URL} and unpack it whole")
     return "pickle", path
+
+
+def task_spec(max_length: Optional[int] = None, **options: Any) -> TaskSpec:
+    """The TaskSpec `build_image(**options)` gives, without reading data. The length is
+    fixed (one token per pixel of a 32x32 image): a `max_length` other than 1024 is a ConfigError."""
+    if max_length is not None and max_length != SIDE * SIDE:
+        raise ConfigError(f"image has a fixed length of {SIDE * SIDE} ({SIDE}x{SIDE} pixels); "
+                          f"max_length={max_length} is not possible")
+    return TaskSpec(name="image", vocab_size=256, max_length=SIDE * SIDE, num_classes=NUM_CLASSES, pad_id=None)
 
 
 def build_image(data_dir: Optional[str] = None, val_fraction: float = 0.1, source: str = "auto",
@@ -267,6 +278,6 @@ def build_image(data_dir: Optional[str] = None, val_fraction: float = 0.1, sourc
            "source": {k: v for k, v in fingerprint.items() if k != "path"}}
     entry = cache / "image" / "tokens" / digest(key)
     splits = load_or_build(entry, build, key)
-    spec = TaskSpec(name="image", vocab_size=256, max_length=SIDE * SIDE, num_classes=NUM_CLASSES, pad_id=None)
+    spec = task_spec()
     return TaskData(splits["train"], splits["val"], splits["test"], spec,
                     info={"source": fingerprint, "token_cache": str(entry)})

@@ -31,6 +31,7 @@ PAD = "<pad>"
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 VOCAB = (PAD,) + tuple(str(v) for v in range(10)) + OPERATORS + ("X",)
 NUM_CLASSES = 10
+MAX_LENGTH = 2000  # LRA's
 TOKENIZER_VERSION = 1
 FILES = {split: f"basic_{split}.tsv" for split in SPLITS}
 
@@ -139,9 +140,16 @@ def _locate(data_dir: Optional[str], data_root: Optional[str], generate: Dict[st
     return paths
 
 
-def build_listops(data_dir: Optional[str] = None, max_length: int = 2000, generate: Optional[Dict[str, Any]] = None,
-                  workers: Optional[int] = None, cache_dir: Optional[str] = None,
-                  data_root: Optional[str] = None) -> TaskData:
+def task_spec(max_length: Optional[int] = None, **options: Any) -> TaskSpec:
+    """The TaskSpec `build_listops(max_length=..., **options)` gives, without reading data
+    (None: the builder's default length); options other than max_length do not change it."""
+    return TaskSpec(name="listops", vocab_size=len(VOCAB), max_length=MAX_LENGTH if max_length is None else max_length,
+                    num_classes=NUM_CLASSES, pad_id=0)
+
+
+def build_listops(data_dir: Optional[str] = None, max_length: int = MAX_LENGTH,
+                  generate: Optional[Dict[str, Any]] = None, workers: Optional[int] = None,
+                  cache_dir: Optional[str] = None, data_root: Optional[str] = None) -> TaskData:
     """ListOps TaskData from LRA-format files in `data_dir` (or `data_root`/listops-1000),
     or, when neither is set, from generated ones.
 
@@ -157,6 +165,6 @@ def build_listops(data_dir: Optional[str] = None, max_length: int = 2000, genera
            "sources": {s: v["digest"] for s, v in sources.items()}}
     entry = cache / "listops" / "tokens" / digest(key)
     splits = load_or_build(entry, lambda: {s: _tokenize_file(p, max_length) for s, p in paths.items()}, key)
-    spec = TaskSpec(name="listops", vocab_size=len(VOCAB), max_length=max_length, num_classes=NUM_CLASSES, pad_id=0)
+    spec = task_spec(max_length)
     return TaskData(splits["train"], splits["val"], splits["test"], spec,
                     info={"sources": sources, "token_cache": str(entry)})

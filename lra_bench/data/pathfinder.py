@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 LOADER_VERSION = 1
 RESOLUTIONS = (32, 64, 128, 256)
+RESOLUTION = 32  # the builder's default: LRA's Pathfinder (Path-X: 128)
 DIFFICULTIES = ("curv_baseline", "curv_contour_length_9", "curv_contour_length_14")
 SPLIT_PERCENTS = (80, 90)  # train = [:80%], val = [80%:90%], test = [90%:]
 CHUNK = 2048  # images per decoding task
@@ -272,9 +273,21 @@ def _locate(resolution: int, difficulty: str, data_dir: Optional[str], data_root
     return found, False
 
 
-def build_pathfinder(resolution: int = 32, difficulty: str = "curv_contour_length_14", data_dir: Optional[str] = None,
-                     generate: Optional[Dict[str, Any]] = None, workers: Optional[int] = None,
-                     cache_dir: Optional[str] = None, data_root: Optional[str] = None) -> TaskData:
+def task_spec(max_length: Optional[int] = None, resolution: int = RESOLUTION, **options: Any) -> TaskSpec:
+    """The TaskSpec `build_pathfinder(resolution=..., **options)` gives, without reading data.
+    The length is fixed by the resolution (one token per pixel): a `max_length` other than
+    resolution**2 is a ConfigError."""
+    if max_length is not None and max_length != resolution * resolution:
+        raise ConfigError(f"{task_name(resolution)} has a fixed length of {resolution * resolution} "
+                          f"(task.resolution={resolution}, squared); max_length={max_length} is not possible")
+    return TaskSpec(name=task_name(resolution), vocab_size=256, max_length=resolution * resolution,
+                    num_classes=2, pad_id=None)
+
+
+def build_pathfinder(resolution: int = RESOLUTION, difficulty: str = "curv_contour_length_14",
+                     data_dir: Optional[str] = None, generate: Optional[Dict[str, Any]] = None,
+                     workers: Optional[int] = None, cache_dir: Optional[str] = None,
+                     data_root: Optional[str] = None) -> TaskData:
     """Pathfinder TaskData: inputs (N, resolution**2) uint8 pixels 0-255, labels 0/1.
 
     Data: LRA's `pathfinder<resolution>/<difficulty>/` found via `data_dir` or `data_root`,
@@ -292,8 +305,7 @@ def build_pathfinder(resolution: int = 32, difficulty: str = "curv_contour_lengt
            "source": fingerprint(root, files, rels)}
     entry = cache / "pathfinder" / "tokens" / digest(key)
     splits = load_or_build(entry, lambda: read_images(root, rels, labels, resolution, workers), key)
-    spec = TaskSpec(name=task_name(resolution), vocab_size=256, max_length=resolution * resolution,
-                    num_classes=2, pad_id=None)
+    spec = task_spec(resolution=resolution)
     info = {"source": {"path": str(root.resolve()), "generated": generated, "metadata_files": len(files),
                        "samples": len(rels)}, "token_cache": str(entry)}
     return TaskData(splits["train"], splits["val"], splits["test"], spec, info=info)

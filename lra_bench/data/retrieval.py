@@ -17,7 +17,7 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 FILES = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv", "test": "new_aan_pairs.test.tsv"}
 COLUMNS = ("label", "id1", "id2", "text1", "text2")
 NUM_CLASSES = 2
+MAX_LENGTH = 4000  # LRA's
 CHUNK = 2048  # rows tokenized per numpy pass
 HOW = f"unpack {RELEASE_URL} and set task.data_dir=<lra_release>/tsv_data (or paths.data_root=<lra_release>)"
 
@@ -107,7 +108,15 @@ def _locate(data_dir: Optional[str], data_root: Optional[str]) -> Dict[str, Path
     return {split: found / name for split, name in FILES.items()}
 
 
-def build_retrieval(data_dir: Optional[str] = None, max_length: int = 4000, cache_dir: Optional[str] = None,
+def task_spec(max_length: Optional[int] = None, **options: Any) -> TaskSpec:
+    """The TaskSpec `build_retrieval(max_length=..., **options)` gives, without reading data
+    (None: the builder's default length); options other than max_length do not change it."""
+    return TaskSpec(name="retrieval", vocab_size=byte_tokens.VOCAB_SIZE,
+                    max_length=MAX_LENGTH if max_length is None else max_length,
+                    num_classes=NUM_CLASSES, pad_id=byte_tokens.PAD_ID, dual_input=True)
+
+
+def build_retrieval(data_dir: Optional[str] = None, max_length: int = MAX_LENGTH, cache_dir: Optional[str] = None,
                     data_root: Optional[str] = None) -> TaskData:
     """AAN (LRA Retrieval) TaskData: inputs (N, 2, max_length) uint16, labels 0/1.
 
@@ -123,7 +132,6 @@ def build_retrieval(data_dir: Optional[str] = None, max_length: int = 4000, cach
            "sources": {s: v["digest"] for s, v in sources.items()}}
     entry = cache / "retrieval" / "tokens" / digest(key)
     splits = load_or_build(entry, lambda: {s: _tokenize_file(p, max_length) for s, p in paths.items()}, key)
-    spec = TaskSpec(name="retrieval", vocab_size=byte_tokens.VOCAB_SIZE, max_length=max_length,
-                    num_classes=NUM_CLASSES, pad_id=byte_tokens.PAD_ID, dual_input=True)
+    spec = task_spec(max_length)
     info = {"sources": sources, "token_cache": str(entry), "counts": {s: len(v) for s, v in splits.items()}}
     return TaskData(splits["train"], splits["val"], splits["test"], spec, info=info)

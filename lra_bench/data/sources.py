@@ -9,6 +9,7 @@ it can use; `candidates` lists where they would be, in the order they are tried,
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -45,3 +46,16 @@ def not_found(task: str, looked: Sequence[Path], how: str) -> DataError:
     """The one-line error for missing data: every path looked for, then how to get the data."""
     where = ", ".join(str(p) for p in looked) if looked else "nowhere (task.data_dir and paths.data_root are unset)"
     return DataError(f"{task} data not found; looked for {where}; {how}")
+
+
+def tfds_prepared(name: str, data_dir: Optional[str] = None) -> Optional[Path]:
+    """The folder of a tensorflow-datasets dataset already prepared on disk, or None.
+
+    Looks for `<data_dir>/<name>/**/dataset_info.json` (data_dir: `$TFDS_DATA_DIR`, else
+    `~/tensorflow_datasets`, tfds' own default) without importing tfds: `tfds.builder` on a
+    dataset that is not prepared fetches its metadata over the network, so it is only called
+    once this says yes.
+    """
+    root = Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser() / name
+    info = next(iter(sorted(root.glob("**/dataset_info.json"))), None) if root.is_dir() else None
+    return None if info is None else info.parent

@@ -37,7 +37,7 @@ import numpy as np
 
 from lra_bench.data import byte_tokens
 from lra_bench.data.cache import digest, file_digest, load_or_build, resolve_cache_dir
-from lra_bench.data.sources import candidates, first, not_found
+from lra_bench.data.sources import candidates, first, not_found, tfds_prepared
 from lra_bench.data.spec import Split, TaskData, TaskSpec
 from lra_bench.errors import ConfigError, DataError
 
@@ -51,6 +51,7 @@ SOURCES = ("auto", "tfds", "aclimdb")
 LABELS = {"neg": 0, "pos": 1}
 IMDB_SPLITS = ("train", "test")
 NUM_CLASSES = 2
+MAX_LENGTH = 1000  # LRA's
 HOW = (f"download {SOURCE_URL} and set task.data_dir=<folder with aclImdb/ or the .tar.gz> "
        f"(or paths.data_root)")
 _MEMBER = re.compile(r"(?:^|/)(train|test)/(neg|pos)/[^/]+\.txt$")
@@ -195,6 +196,8 @@ def _tfds_source(data_dir: Optional[str]) -> Tuple[Optional[TextSource], str]:
         return None, "tensorflow-datasets is not installed"
     except Exception as exc:  # a broken TensorFlow install raises all sorts of things on import
         return None, f"importing tensorflow_datasets failed ({type(exc).__name__}: {' '.join(str(exc).split())})"
+    if tfds_prepared(TFDS_NAME, data_dir) is None:  # checked first: tfds.builder may go online
+        return None, f"tensorflow-datasets' {TFDS_NAME} is not prepared on disk"
     try:
         builder = tfds.builder(TFDS_NAME, data_dir=data_dir)
         prepared_dir = Path(str(builder.data_dir))
@@ -274,8 +277,17 @@ def _build_splits(src: TextSource, max_length: int, val_fraction: float, val_see
             "test": _to_split(test_texts, test_labels, np.arange(len(test_texts)), max_length)}
 
 
-def build_text(data_dir: Optional[str] = None, max_length: int = 1000, val_fraction: float = 0.1, val_seed: int = 0,
-               source: str = "auto", cache_dir: Optional[str] = None, data_root: Optional[str] = None) -> TaskData:
+def task_spec(max_length: Optional[int] = None, **options: Any) -> TaskSpec:
+    """The TaskSpec `build_text(max_length=..., **options)` gives, without reading data
+    (None: the builder's default length); options other than max_length do not change it."""
+    return TaskSpec(name="text", vocab_size=byte_tokens.VOCAB_SIZE,
+                    max_length=MAX_LENGTH if max_length is None else max_length,
+                    num_classes=NUM_CLASSES, pad_id=byte_tokens.PAD_ID)
+
+
+def build_text(data_dir: Optional[str] = None, max_length: int = MAX_LENGTH, val_fraction: float = 0.1,
+               val_seed: int = 0, source: str = "auto", cache_dir: Optional[str] = None,
+               data_root: Optional[str] = None) -> TaskData:
     """IMDB (LRA Text) TaskData: byte tokens (N, max_length) uint16, labels neg=0/pos=1.
 
     `data_dir` is the folder holding `aclImdb/` or `aclImdb_v1.tar.gz`, the `aclImdb`
@@ -291,8 +303,7 @@ def build_text(data_dir: Optional[str] = None, max_length: int = 1000, val_fract
            "fingerprint": src.fingerprint}
     entry = cache / "text" / "tokens" / digest(key)
     splits = load_or_build(entry, lambda: _build_splits(src, max_length, val_fraction, val_seed), key)
-    spec = TaskSpec(name="text", vocab_size=byte_tokens.VOCAB_SIZE, max_length=max_length,
-                    num_classes=NUM_CLASSES, pad_id=byte_tokens.PAD_ID)
+    spec = task_spec(max_length)
     info = {"sources": {"kind": src.kind, "path": src.location, "fingerprint": src.fingerprint},
             "token_cache": str(entry), "counts": {s: len(v) for s, v in splits.items()}}
     return TaskData(splits["train"], splits["val"], splits["test"], spec, info=info)

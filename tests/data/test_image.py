@@ -220,6 +220,7 @@ def test_tfds_source_when_prepared(tmp_path, monkeypatch):
     rows, labels, gray = make_batch(seed=7, n=30)
     rgb = rows.reshape(30, 3, 32, 32).transpose(0, 2, 3, 1)
     tfds_dir = tmp_path / "tfds" / "cifar10" / "3.0.2"
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     _fake_tfds(monkeypatch, tfds_dir, (rgb, np.array(labels)), (rgb[:5], np.array(labels[:5])))
     write_cifar(tmp_path / "d")
     # not prepared: auto falls back to the pickles, tfds fails in one line
@@ -228,7 +229,8 @@ def test_tfds_source_when_prepared(tmp_path, monkeypatch):
         build_image(source="tfds")
     tfds_dir.mkdir(parents=True)
     (tfds_dir / "dataset_info.json").write_text("{}")
-    data = build_image(data_dir=str(tmp_path / "d"))
+    assert build_image(data_dir=str(tmp_path / "d")).info["source"]["kind"] == "pickle"  # a named folder wins
+    data = build_image()
     assert data.info["source"]["kind"] == "tfds"
     assert (len(data.train), len(data.val), len(data.test)) == (27, 3, 5)
     assert np.array_equal(data.val.inputs, gray[27:]) and data.val.labels.tolist() == labels[27:]

@@ -262,6 +262,7 @@ def fake_tfds(monkeypatch, root: Path, prepared: bool = True) -> list:
                         for (s, label), files in REVIEWS.items() if s == split for body in files.values()]
             return examples[::-1]  # tfds' own order differs from the tree's
 
+    monkeypatch.setenv("TFDS_DATA_DIR", str(root))  # where tfds looks when no data_dir is given
     module = types.ModuleType("tensorflow_datasets")
     module.builder = lambda name, data_dir=None: Builder(name, data_dir)
     module.as_numpy = iter
@@ -282,9 +283,10 @@ def test_tfds_source_matches_aclimdb(tree, tmp_path, monkeypatch):
 
 
 def test_tfds_not_prepared_never_downloads(tree, tmp_path, monkeypatch):
-    fake_tfds(monkeypatch, tmp_path / "tfds", prepared=False)
+    calls = fake_tfds(monkeypatch, tmp_path / "tfds", prepared=False)
     with pytest.raises(DataError) as err:
         build_text(source="tfds")
     msg = str(err.value)
     assert "not prepared" in msg and "tfds build imdb_reviews" in msg and "\n" not in msg
     assert build_text(data_root=str(tree.parent)).info["sources"]["kind"] == "aclimdb_dir"  # auto falls back
+    assert calls == []  # tfds.builder (which fetches metadata online for unprepared sets) was never called
