@@ -61,7 +61,7 @@ def test_quick_shrinks_each_tasks_data(compose_cfg):
     assert compose_cfg("trainer=quick", tiny=False).task.max_length == 64
     assert compose_cfg("task=text", "trainer=quick", tiny=False).task.max_length == 256
     assert compose_cfg("task=text", tiny=False).task.max_length == 1000
-    assert compose_cfg("task=pathfinder", "trainer=quick", tiny=False).task.generate.num_samples == 4000
+    assert compose_cfg("task=pathfinder", "trainer=quick", tiny=False).task.generate.num_samples == 2000
 
 
 def test_defaults_are_lra_listops(compose_cfg):

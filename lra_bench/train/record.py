@@ -1,8 +1,8 @@
 """Run records: one JSON file per run, written atomically, read by the report.
 
-Schema (keys always present): task, attn, seed, run_id, status (ok / failed / diverged /
-oom), error, best_val_accuracy, best_step, test_accuracy (at the best-val checkpoint),
-test_loss, steps, examples_per_s, tokens_per_s, steps_per_s, peak_memory_bytes,
+Schema (keys always present): kind ("train"; the speed/memory mode writes "speed"), task,
+attn, seed, run_id, status (ok / failed / diverged / oom), error, seq_len, batch_size,
+best_val_accuracy, best_step, test_accuracy (at the best-val checkpoint), test_loss, steps, examples_per_s, tokens_per_s, steps_per_s, peak_memory_bytes,
 peak_memory_kind, num_params, wall_time_s, hardware, device, torch_version,
 git_commit, started_at, finished_at, config (resolved), history (per-eval metrics).
 """

@@ -19,18 +19,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from lra_bench.config import attn_kwargs, split_task, validate
 from lra_bench.data.cache import digest
-from lra_bench.errors import ConfigError
+from lra_bench.errors import ConfigError, DataError
 from lra_bench.models import build_model
 from lra_bench.train.logger import make_logger
 from lra_bench.train.loop import Diverged, train
-from lra_bench.train.metrics import hardware
+from lra_bench.train.metrics import free_memory, hardware, is_out_of_memory
 from lra_bench.train.record import git_commit, write_record
 
 log = logging.getLogger(__name__)
 
 # Keys that do not change what a run computes: left out of the run id, so changing them resumes.
 _NOT_IDENTITY = {"logger": None, "paths": None,
-                 "trainer": ("progress", "log_every", "threads", "resume", "device", "eval_batch_size")}
+                 "trainer": ("progress", "log_every", "threads", "resume", "device", "eval_batch_size"),
+                 "task": ("workers",)}
 
 
 def seed_everything(seed: int) -> None:
@@ -45,6 +46,17 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={name} but no CUDA device is available; use trainer.device=cpu or auto")
     return torch.device(name)
+
+
+def check_fits(data: Any, batch_size: int, task: str) -> None:
+    """Splits the loop can use: none empty, and at least one full training batch."""
+    empty = [name for name in ("train", "val", "test") if len(getattr(data, name)) == 0]
+    if empty:
+        raise DataError(f"{task}: the {' and '.join(empty)} split(s) are empty ({len(data.train)}/{len(data.val)}/"
+                        f"{len(data.test)} train/val/test examples); use more data or change the split options")
+    if batch_size > len(data.train):
+        raise ConfigError(f"trainer.batch_size={batch_size} exceeds the {len(data.train)} training examples of "
+                          f"{task}; set trainer.batch_size<={len(data.train)} or use more data")
 
 
 def attn_name(cfg: DictConfig) -> str:
@@ -80,6 +92,7 @@ def run(cfg: DictConfig) -> dict:
         torch.set_num_threads(cfg.trainer.threads)
 
     data = builder(**task_kwargs, cache_dir=cfg.paths.cache, data_root=cfg.paths.data_root)
+    check_fits(data, cfg.trainer.batch_size, task)
     seed_everything(seed)
     try:
         model = build_model(data.spec, cfg.model, attn_cls, mixer_kwargs)
@@ -91,7 +104,8 @@ def run(cfg: DictConfig) -> dict:
 
     majority = int(np.bincount(np.asarray(data.train.labels)).argmax())
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    record = {"run_id": rid, "task": task, "attn": attn, "seed": seed, "num_params": num_params,
+    record = {"run_id": rid, "kind": "train", "task": task, "attn": attn, "seed": seed, "num_params": num_params,
+              "seq_len": data.spec.max_length, "batch_size": cfg.trainer.batch_size,
               "majority_test_accuracy": float(np.mean(np.asarray(data.test.labels) == majority)),
               "device": str(device), "hardware": hardware(device), "torch_version": torch.__version__,
               "git_commit": git_commit(), "config": resolved, "data": data.info,
@@ -109,8 +123,13 @@ def run(cfg: DictConfig) -> dict:
     except Diverged as exc:
         record.update(status="diverged", error=str(exc), steps=exc.step)
     except Exception as exc:
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        raise
+        status = "oom" if is_out_of_memory(exc) else "failed"
+        record.update(status=status, error=f"{type(exc).__name__}: {exc}")
+        if status == "oom":  # a result of the configuration (too long, too big), not a bug: recorded, not raised
+            log.error("out of memory: %s", exc)
+            free_memory(device)
+        else:
+            raise
     except BaseException:  # interrupted (Ctrl-C): no record; the checkpoint lets the same command resume
         log.warning("interrupted; rerun the same command to resume from the last checkpoint in %s", ckpt_dir)
         logger.finish(exit_code=1)
@@ -134,8 +153,10 @@ def _finish(record: dict, cfg: DictConfig, logger: Any, device: torch.device, t0
     log.info("run record (%s) written to %s", record["status"], path)
 
 
-_SUMMARY_KEYS = ("status", "best_val_accuracy", "test_accuracy", "steps", "examples_per_s", "tokens_per_s",
-                 "steps_per_s", "peak_memory_bytes", "num_params", "wall_time_s")
+# What a W&B run's summary carries: every field the report's tables use.
+_SUMMARY_KEYS = ("task", "attn", "seed", "seq_len", "batch_size", "status", "best_val_accuracy", "test_accuracy",
+                 "steps", "examples_per_s", "tokens_per_s", "steps_per_s", "peak_memory_bytes", "num_params",
+                 "wall_time_s")
 
 
 def _complete(record: dict) -> dict:

@@ -96,3 +96,15 @@ def test_cpu_peak_memory_window_excludes_earlier_allocations():
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("the peak can only be reset on Linux (/proc/self/clear_refs)")
     assert after < before - 32 * 2**20
+
+
+def test_out_of_memory_is_recorded_as_oom_not_raised(compose_cfg, monkeypatch):
+    def oom(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+    import sys
+
+    monkeypatch.setattr(sys.modules["lra_bench.train.run"], "train", oom)
+    record = run(compose_cfg("trainer.resume=false"))
+    on_disk = json.loads(Path(record["record_path"]).read_text())
+    assert on_disk["status"] == "oom" and "out of memory" in on_disk["error"] and on_disk["kind"] == "train"

@@ -77,3 +77,21 @@ def test_pathfinder_generates_its_data_when_none_is_given(compose_cfg, tmp_path)
     record = run(cfg)
     assert record["status"] == "ok" and record["data"]["source"]["generated"]
     assert record["majority_test_accuracy"] == pytest.approx(0.5, abs=0.26)  # balanced classes, 4 test images
+
+
+def test_a_batch_larger_than_the_training_split_fails_in_one_line_before_training(compose_cfg, tmp_path):
+    from lra_bench.errors import ConfigError
+
+    cfg = compose_cfg("task=retrieval", *TINY_RUN, *retrieval_data(tmp_path), "trainer.batch_size=8", tiny=False)
+    with pytest.raises(ConfigError, match=r"trainer.batch_size=8 exceeds the 3 training examples of retrieval; "
+                                          r"set trainer.batch_size<=3"):
+        run(cfg)
+    assert not (tmp_path / "out" / "records").exists()
+
+
+def test_an_empty_split_fails_in_one_line(compose_cfg, tmp_path):
+    from lra_bench.errors import DataError
+
+    cfg = compose_cfg("task=image", *TINY_RUN, *image_data(tmp_path), "task.val_fraction=0.001", tiny=False)
+    with pytest.raises(DataError, match="the val split"):
+        run(cfg)
