@@ -1,4 +1,5 @@
-"""`python -m lra_bench.bench attention [options]`: time every token mixer alone (see `attention.py`)."""
+"""`python -m lra_bench.bench attention [options]`: time every token mixer alone (see `attention.py`).
+`python -m lra_bench.bench steps [options] [overrides]`: training steps/s and memory of whole models (`steps.py`)."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,7 @@ DEFAULT_LENGTHS = "256,512,1024,2048,4096,8192"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lra_bench.bench",
                                      description="Micro-benchmarks of single layers.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{attention}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{attention,steps}")
     p = sub.add_parser("attention", help="time and memory of each token mixer alone, per sequence length",
                        description="Forward, forward+backward time (median) and peak memory of each conf/attn "
                                    "mixer alone, plus the q/k/v/out projections alone, at each length.")
@@ -37,7 +38,35 @@ def _parser() -> argparse.ArgumentParser:
                    help="peak-memory method: auto = CUDA allocator on GPU, live tensor storage on CPU")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="CSV path (default results/bench/attention_<cpu|cuda>.csv)")
+    _steps_parser(sub)
     return parser
+
+
+def _steps_parser(sub) -> None:
+    from lra_bench.bench.steps import DEFAULT_LENGTHS, DEFAULT_OUT
+
+    lengths = ",".join(map(str, DEFAULT_LENGTHS))
+    p = sub.add_parser("steps", help="training steps/s and peak memory of whole models (LRA Table 2)",
+                       description="LRA Table 2's speed/memory protocol: training steps/s and peak memory of the "
+                                   "real model, optimizer and loss of a run (conf/ composed with the overrides) "
+                                   "on synthetic full-length batches, per --attn and --lengths; one run record "
+                                   "(kind speed) per configuration.")
+    p.add_argument("--task", default="text", help="conf/task name (default text, LRA's choice)")
+    p.add_argument("--attn", default=None, help="comma-separated conf/attn names (default: all of them)")
+    p.add_argument("--lengths", default=lengths, help=f"comma-separated sequence lengths ({lengths})")
+    p.add_argument("--batch", type=int, default=32, help="trainer.batch_size (default 32)")
+    p.add_argument("--steps", type=int, default=10, help="timed training steps (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed training steps before them (default 3)")
+    p.add_argument("--device", default="auto", help="trainer.device: cpu, cuda[:N] or auto")
+    p.add_argument("--threads", type=int, default=None, help="trainer.threads (torch.set_num_threads)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"paths.root: records go to <out>/records ({DEFAULT_OUT})")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=small trainer.lr=0.001")
+
+    def one_line_error(message: str) -> None:  # argparse's usage + error, as one line
+        print(f"error: {message} (see python -m lra_bench.bench steps --help)", file=sys.stderr)
+        sys.exit(2)
+
+    p.error = one_line_error
 
 
 def _split(text: str) -> list[str]:
@@ -57,7 +86,12 @@ def _check_writable(path: Path) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "steps":
+        return _steps(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.threads < 1:
         print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
         return 2
@@ -92,6 +126,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     write_csv(df, out)
     print(f"wrote {out}")
     return 0
+
+
+def _steps(args: argparse.Namespace, extra: list[str]) -> int:
+    """The `steps` command: plan (every user error exits 2 here), then measure and print row by row."""
+    from lra_bench.bench import steps
+
+    overrides = list(args.overrides) + extra
+    try:
+        unknown = [a for a in overrides if a.startswith("-")]
+        if unknown:
+            raise LRABenchError(f"unrecognized arguments: {' '.join(unknown)}")
+        try:
+            lengths = [int(n) for n in _split(args.lengths)]
+        except ValueError:
+            raise LRABenchError(f"--lengths {args.lengths}: expected comma-separated integers") from None
+        planned = steps.plan(args.task, _split(args.attn) if args.attn is not None else None, lengths, args.batch,
+                             steps=args.steps, warmup=args.warmup, device=args.device, threads=args.threads,
+                             out=args.out, overrides=overrides)
+        device = steps.pick_device(planned[0].cfg.trainer.device)
+    except LRABenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(steps.header_line(args.task, planned, device, args.steps, args.warmup))
+    print(steps.table_header(), flush=True)
+    commit, records = steps.git_commit(), []
+    steps.free_memory(device)
+    for p in planned:
+        records.append(steps.run_one(p, device, args.steps, args.warmup, commit))
+        print(steps.row(records[-1], records), flush=True)
+    print(f"records: {planned[0].cfg.paths.records} ({len(records)} written)")
+    return 1 if any(r["status"] == "failed" for r in records) else 0
 
 
 if __name__ == "__main__":

@@ -57,6 +57,30 @@ def train_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     return np.sort(perm[i * batch_size:(i + 1) * batch_size])
 
 
+def make_optimizer(model: nn.Module, tcfg: Any) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW and its learning-rate schedule from the trainer config (`trainer.*`)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps,
+                            weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lr_factor(tcfg.schedule, tcfg.warmup_steps, tcfg.max_steps, tcfg.min_lr_ratio))
+    return opt, sched
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+               x: torch.Tensor, y: torch.Tensor, grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on the batch (x, y): forward, cross-entropy, backward, gradient
+    clipping (when grad_clip > 0), AdamW and schedule steps. Returns (logits, loss)."""
+    logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    sched.step()
+    return logits, loss
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device,
              max_batches: Optional[int] = None) -> dict:
@@ -79,10 +103,7 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
           on_metrics: Callable[[dict, int], None] = lambda m, s: None) -> TrainResult:
     """Train for `tcfg.max_steps` steps, resuming from `ckpt_dir` when it holds a checkpoint."""
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps,
-                            weight_decay=tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lr_factor(tcfg.schedule, tcfg.warmup_steps, tcfg.max_steps, tcfg.min_lr_ratio))
+    opt, sched = make_optimizer(model, tcfg)
     eval_bs = tcfg.eval_batch_size or tcfg.batch_size
     step, best_acc, best_step, history, resumed_from = 0, -1.0, 0, [], None
 
@@ -110,14 +131,7 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         model.train()
         meter.start()
-        logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tcfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-        opt.step()
-        sched.step()
+        logits, loss = train_step(model, opt, sched, x, y, tcfg.grad_clip)
         meter.stop(examples=x.shape[0], tokens=x.numel())
         step += 1
         loss_value = loss.item()

@@ -1,6 +1,8 @@
 """Measurements reported per eval and per run: peak memory and throughput."""
 from __future__ import annotations
 
+import ctypes
+import gc
 import platform
 import resource
 import sys
@@ -86,3 +88,24 @@ class Throughput:
     def rates(self) -> dict:
         s = max(self.seconds, 1e-9)
         return {"examples_per_s": self.examples / s, "tokens_per_s": self.tokens / s, "steps_per_s": self.steps / s}
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, Python's MemoryError, or an allocator RuntimeError saying so (CPU, MPS)."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def free_memory(device: torch.device) -> None:
+    """Drop unreachable tensors and hand cached memory back: CUDA's cache, glibc's free heap pages."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+    else:
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc: RSS may include memory freed by earlier configurations
+            pass
