@@ -1,0 +1,4 @@
+"""`python -m lra_bench.report`: see `lra_bench.report.cli`."""
+from lra_bench.report.cli import main
+
+raise SystemExit(main())
