@@ -24,6 +24,13 @@ def main() -> None:
     hydra_app()
 
 
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def hydra_app(cfg: DictConfig) -> float | None:
     from lra_bench.train.run import run
@@ -31,6 +38,9 @@ def hydra_app(cfg: DictConfig) -> float | None:
     try:
         record = run(cfg)
     except LRABenchError as exc:
+        if _in_multirun():  # let Hydra record the failed job and go on with the rest of the sweep (exit 1 at the end)
+            log.error("error: %s", exc)
+            raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     if record["status"] != "ok":

@@ -28,6 +28,9 @@ def cli(tmp_path, *args, timeout=300):
     (["task=imagenet"], "task=imagenet is not a config"),
     (["model.hiden_dim=3"], "unknown key model.hiden_dim; model accepts: hidden_dim"),
     (["trainer.epochs=3"], "unknown key trainer.epochs"),
+    (["task=image", "task.max_length=1000"], "unknown key task.max_length for task=image; task lists: _target_,"),
+    (["task.generate.foo=1"], "unknown key task.generate.foo for task=listops; task.generate lists: max_args"),
+    (["task=listops,pathfinder", "task.generate.num_train=5"], "unknown key task.generate.num_train for task=pathf"),
     (["sed=3"], "unknown key sed"),
 ])
 def test_check_overrides(args, fragment):
@@ -61,3 +64,38 @@ def test_multirun_writes_one_record_per_job(tmp_path):
     assert sorted((r["attn"], r["seed"]) for r in records) == [("fnet", 0), ("fnet", 1), ("softmax", 0), ("softmax", 1)]
     assert all(r["status"] == "ok" for r in records)
     assert len({r["config"]["task"]["generate"]["seed"] for r in records}) == 1  # one data set for the sweep
+
+
+def test_multirun_goes_on_after_a_failed_job_and_exits_nonzero(tmp_path):
+    """A job with a config error writes no record; the rest of the sweep still runs."""
+    res = cli(tmp_path, "-m", *TINY, "model.num_heads=2,3")  # hidden_dim 16 is not divisible by 3
+    assert res.returncode == 1
+    assert "model.hidden_dim=16 is not divisible by model.num_heads=3" in res.stderr
+    records = list((tmp_path / "out" / "records").glob("*.json"))
+    assert len(records) == 1 and json.loads(records[0].read_text())["config"]["model"]["num_heads"] == 2
+
+
+def test_multirun_in_parallel_with_the_local_joblib_launcher(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    res = cli(tmp_path, "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2", "trainer.threads=1",
+              "attn=softmax,dct", *TINY)
+    assert res.returncode == 0, res.stderr
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "records").glob("*.json")]
+    assert sorted(r["attn"] for r in records) == ["dct", "softmax"] and all(r["status"] == "ok" for r in records)
+
+
+@pytest.mark.parametrize("launcher,target", [("slurm", "SlurmLauncher"), ("local", "JoblibLauncher"),
+                                             ("joblib", "JoblibLauncher")])
+def test_launcher_configs_compose(compose_cfg, launcher, target):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}", "task=text", "attn=dct"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    if launcher == "slurm":
+        assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.timeout_min > 0

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Recipe for results/cpu_grid/: the CPU-sized grid on generated data -- ListOps
+# (experiment=listops_cpu) and Pathfinder (experiment=pathfinder_cpu), every attention
+# variant, 3 seeds -- plus the speed/memory mode at 1K-4K (byte-level Text shapes, small
+# model, batch 4), then the report. About a day of 2 CPU cores for the full grid; run on an
+# otherwise idle machine (timings move ~10% under load). SEEDS / EXPS / ATTN narrow it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ATTN=${ATTN:-softmax,fnet,dct,dst,hadamard,mixed,dct_attention,hadamard_attention,mixed_spectral}
+SEEDS=${SEEDS:-0,1,2}
+EXPS=${EXPS:-listops_cpu pathfinder_cpu}
+OUT=${OUT:-outputs/cpu_grid}
+for exp in $EXPS; do
+    python -m lra_bench -m experiment="$exp" attn="$ATTN" seed="$SEEDS" paths.root="$OUT" \
+        logger=none trainer.progress=false trainer.threads=2
+done
+python -m lra_bench.bench steps --task text --attn "$ATTN" --lengths 1000,2000,3000,4000 --batch 4 \
+    --steps 5 --warmup 2 --threads 2 --out "$OUT/speed" model=small
+python -m lra_bench.report "$OUT" --out results/cpu_grid
