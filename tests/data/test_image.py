@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.machinery
 import io
-import json
 import pickle
 import sys
 import tarfile
@@ -17,6 +16,7 @@ import pytest
 from lra_bench.data import image
 from lra_bench.data.image import build_image, rgb_to_grayscale
 from lra_bench.errors import ConfigError, DataError
+from tests.data.cache_checks import assert_corrupt_cache_is_rebuilt
 
 PER_BATCH = 20  # the loader must not assume CIFAR's 10000 per batch
 
@@ -136,15 +136,8 @@ def test_val_fraction_and_cache(tmp_path):
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path):
-    expected = write_cifar(tmp_path / "d")
-    data = build_image(data_dir=str(tmp_path / "d"))
-    entry = Path(data.info["token_cache"])
-    del data
-    (entry / "val_inputs.npy").write_bytes(b"\x93NUMPY truncated")
-    rebuilt = build_image(data_dir=str(tmp_path / "d"))
-    assert rebuilt.info["token_cache"] == str(entry)
-    assert np.array_equal(rebuilt.val.inputs, expected["train"][0][90:])
-    assert json.loads((entry / "meta.json").read_text())["shapes"]["val"] == [10, 1024]
+    write_cifar(tmp_path / "d")
+    assert_corrupt_cache_is_rebuilt(lambda: build_image(data_dir=str(tmp_path / "d")), "val")
 
 
 @pytest.mark.parametrize("content,fragment", [

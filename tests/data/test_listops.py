@@ -1,7 +1,6 @@
 """The ListOps loader reads LRA's TSV format exactly, tokenizes as LRA, caches, and fails clearly."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 
 from lra_bench.data.listops import VOCAB, build_listops, encode, tokenize
 from lra_bench.errors import ConfigError, DataError
+from tests.data.cache_checks import assert_corrupt_cache_is_rebuilt
 
 ROWS = {
     "train": [("( ( ( [MAX 2 ) 9 ) ] )", 9), ("( ( ( ( [SM 3 ) 8 ) 4 ) ] )", 5), ("( ( ( [MIN 7 ) 1 ) ] )", 1)],
@@ -65,15 +65,8 @@ def test_token_cache_is_reused_and_keyed(tmp_path):
 
 def test_corrupt_cache_is_rebuilt(tmp_path):
     root = write_lra_dir(tmp_path / "d")
-    data = build_listops(data_dir=str(root), max_length=10, cache_dir=str(tmp_path / "cache"))
-    expected = np.array(data.train.inputs)
-    entry = Path(data.info["token_cache"])
-    del data
-    (entry / "train_inputs.npy").write_bytes(b"\x93NUMPY truncated")
-    rebuilt = build_listops(data_dir=str(root), max_length=10, cache_dir=str(tmp_path / "cache"))
-    assert rebuilt.info["token_cache"] == str(entry)
-    assert np.array_equal(np.asarray(rebuilt.train.inputs), expected)
-    assert json.loads((entry / "meta.json").read_text())["shapes"]["train"] == [3, 10]
+    assert_corrupt_cache_is_rebuilt(
+        lambda: build_listops(data_dir=str(root), max_length=10, cache_dir=str(tmp_path / "cache")), "train")
 
 
 def test_generated_when_no_data_dir(tmp_path):

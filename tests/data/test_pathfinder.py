@@ -2,7 +2,6 @@
 grayscale PNGs), splits 80/10/10 as LRA, skips unreadable images, caches, and fails in one line."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -14,6 +13,7 @@ from PIL import Image
 from lra_bench.data import pathfinder
 from lra_bench.data.pathfinder import build_pathfinder, split_bounds, task_name
 from lra_bench.errors import ConfigError, DataError
+from tests.data.cache_checks import assert_corrupt_cache_is_rebuilt
 
 DIFF = "curv_contour_length_14"
 PER_FILE = 10
@@ -116,14 +116,7 @@ def test_cache_reused_and_keyed(tmp_path, monkeypatch):
 
 def test_corrupt_cache_is_rebuilt(tmp_path):
     root, _ = write_tree(tmp_path / "r")
-    data = build_pathfinder(data_dir=str(root), workers=1)
-    expected = np.array(data.test.inputs)
-    entry = Path(data.info["token_cache"])
-    del data
-    (entry / "test_inputs.npy").write_bytes(b"\x93NUMPY truncated")
-    rebuilt = build_pathfinder(data_dir=str(root), workers=1)
-    assert rebuilt.info["token_cache"] == str(entry) and np.array_equal(rebuilt.test.inputs, expected)
-    assert json.loads((entry / "meta.json").read_text())["shapes"]["test"] == [2, 1024]
+    assert_corrupt_cache_is_rebuilt(lambda: build_pathfinder(data_dir=str(root), workers=1), "test")
 
 
 def test_process_pool_matches_in_process(tmp_path, monkeypatch):

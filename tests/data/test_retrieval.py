@@ -2,7 +2,6 @@
 labels), byte-tokenizes both documents, caches, and fails in one line."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from lra_bench.data import retrieval
 from lra_bench.data.byte_tokens import decode, encode_batch
 from lra_bench.data.retrieval import FILES, build_retrieval
 from lra_bench.errors import ConfigError, DataError
+from tests.data.cache_checks import assert_corrupt_cache_is_rebuilt
 
 LONG = "b'" + "Statistical machine translation with long documents. " * 8 + "'"
 ROWS = {  # (label as written, id1, id2, text1, text2), texts as they stand in LRA's files
@@ -131,15 +131,7 @@ def test_cache_is_reused_and_keyed(tmp_path, monkeypatch):
 
 def test_corrupt_cache_is_rebuilt(tmp_path):
     root = write_tsv_dir(tmp_path / "tsv_data")
-    data = build_retrieval(data_dir=str(root), max_length=16)
-    expect = np.array(data.train.inputs)
-    entry = Path(data.info["token_cache"])
-    del data
-    (entry / "train_inputs.npy").write_bytes(b"\x93NUMPY truncated")
-    rebuilt = build_retrieval(data_dir=str(root), max_length=16)
-    assert rebuilt.info["token_cache"] == str(entry)
-    assert np.array_equal(np.asarray(rebuilt.train.inputs), expect)
-    assert json.loads((entry / "meta.json").read_text())["shapes"]["train"] == [3, 2, 16]
+    assert_corrupt_cache_is_rebuilt(lambda: build_retrieval(data_dir=str(root), max_length=16), "train")
 
 
 @pytest.mark.parametrize("max_length", [0, -5, 2.5, True])

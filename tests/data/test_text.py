@@ -3,7 +3,6 @@ as LRA, carves a seeded validation set from train only, caches, and fails in one
 from __future__ import annotations
 
 import io
-import json
 import sys
 import tarfile
 import types
@@ -16,6 +15,7 @@ from lra_bench.data import text
 from lra_bench.data.byte_tokens import decode, encode_batch
 from lra_bench.data.text import build_text
 from lra_bench.errors import ConfigError, DataError
+from tests.data.cache_checks import assert_corrupt_cache_is_rebuilt
 
 E = "\u00e9"  # reviews carry non-ASCII UTF-8, as the real ones do
 REVIEWS = {
@@ -163,16 +163,9 @@ def test_cache_is_reused_and_keyed(tree, monkeypatch):
 
 
 def test_corrupt_cache_is_rebuilt(tree, tmp_path):
-    data = build_text(data_dir=str(tree), max_length=16, cache_dir=str(tmp_path / "cache2"))
-    expect = np.array(data.val.inputs)
-    entry = Path(data.info["token_cache"])
-    assert entry.is_relative_to(tmp_path / "cache2")
-    del data
-    (entry / "val_inputs.npy").write_bytes(b"\x93NUMPY truncated")
-    rebuilt = build_text(data_dir=str(tree), max_length=16, cache_dir=str(tmp_path / "cache2"))
-    assert rebuilt.info["token_cache"] == str(entry)
-    assert np.array_equal(np.asarray(rebuilt.val.inputs), expect)
-    assert json.loads((entry / "meta.json").read_text())["shapes"]["val"] == [1, 16]  # round(0.1 * 12)
+    cache = tmp_path / "cache2"
+    assert_corrupt_cache_is_rebuilt(lambda: build_text(data_dir=str(tree), max_length=16, cache_dir=str(cache)), "val")
+    assert next(cache.rglob("meta.json"))  # the entry lives in the cache directory given
 
 
 def test_missing_data_names_paths_and_fix(tmp_path):
