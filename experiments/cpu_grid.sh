@@ -2,7 +2,7 @@
 # Recipe for results/cpu_grid/: the CPU-sized grid on generated data -- ListOps
 # (experiment=listops_cpu) and Pathfinder (experiment=pathfinder_cpu), every attention
 # variant, 3 seeds -- plus the speed/memory mode at 1K-4K (byte-level Text shapes, small
-# model, batch 4), then the report. About a day of 2 CPU cores for the full grid; run on an
+# model, batch 4), then the report. An estimated 10-15 hours of 2 CPU cores; run on an
 # otherwise idle machine (timings move ~10% under load). SEEDS / EXPS / ATTN narrow it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
