@@ -22,7 +22,7 @@ import pandas as pd
 
 from lra_bench.data.cache import digest
 from lra_bench.errors import LRABenchError
-from lra_bench.train.record import STATUSES
+from lra_bench.train.record import NOT_IDENTITY, STATUSES, config_without
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,11 @@ TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")  # LRA'
 KINDS = ("train", "speed")
 BASELINE = "softmax"
 
-# Config keys that do not change what a training run computes (where it ran, where it wrote,
-# how it logged). Runs differing only in these, and in the seed, are one experiment.
-_NOT_IDENTITY = {"seed": None, "logger": None, "paths": None,
-                 "trainer": ("progress", "log_every", "threads", "resume", "device", "eval_batch_size",
-                             "checkpoint_every"),
-                 "task": ("data_dir", "workers")}
+# Runs differing only in what does not change a run's result (the run id's NOT_IDENTITY),
+# in the seed, in how often they checkpoint or in where their data sit are one experiment.
+_NOT_IDENTITY = {**NOT_IDENTITY, "seed": None,
+                 "trainer": NOT_IDENTITY["trainer"] + ("checkpoint_every",),
+                 "task": NOT_IDENTITY["task"] + ("data_dir",)}
 # What decides speed, memory and parameter count: the architecture.
 _ARCHITECTURE = ("model", "attn")
 _MAX_LABEL_KEYS = 2
@@ -115,17 +114,9 @@ def load(paths: Sequence[os.PathLike | str]) -> list[dict]:
 # --------------------------------------------------------------------------- config views
 
 
-def _without(config: dict, drop: dict) -> dict:
-    view = {k: v for k, v in config.items() if not (k in drop and drop[k] is None)}
-    for section, keys in drop.items():
-        if keys and isinstance(view.get(section), dict):
-            view[section] = {k: v for k, v in view[section].items() if k not in keys}
-    return view
-
-
 def identity_view(config: dict) -> dict:
     """The part of a resolved config that decides a training run's result, seed aside."""
-    return _without(config or {}, _NOT_IDENTITY)
+    return config_without(config or {}, _NOT_IDENTITY)
 
 
 def architecture_view(config: dict) -> dict:

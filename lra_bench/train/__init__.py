@@ -1,3 +1,3 @@
-from lra_bench.train.run import run
-
-__all__ = ["run"]
+"""Training: `lra_bench.train.run.run` (one run end to end), the loop, schedules,
+checkpoints, records. Nothing is imported here, so torch-free parts (e.g.
+`lra_bench.train.record`, read by the report) load without torch."""

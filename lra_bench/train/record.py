@@ -18,6 +18,21 @@ from lra_bench.io import atomic_write
 RECORD_VERSION = 1
 STATUSES = ("ok", "failed", "diverged", "oom")
 
+# Config keys that do not change what a run computes (where it ran, wrote and logged): left
+# out of the run id, so changing them resumes a run. None = the whole section.
+NOT_IDENTITY = {"logger": None, "paths": None,
+                "trainer": ("progress", "log_every", "threads", "resume", "device", "eval_batch_size"),
+                "task": ("workers",)}
+
+
+def config_without(config: dict, drop: dict) -> dict:
+    """`config` (a resolved config as a dict) less the sections / section keys in `drop`."""
+    view = {k: v for k, v in config.items() if not (k in drop and drop[k] is None)}
+    for section, keys in drop.items():
+        if keys and isinstance(view.get(section), dict):
+            view[section] = {k: v for k, v in view[section].items() if k not in keys}
+    return view
+
 
 def git_commit() -> Optional[str]:
     """The commit of the lra_bench checkout, with `-dirty` when it has uncommitted changes."""

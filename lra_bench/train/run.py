@@ -24,14 +24,10 @@ from lra_bench.models import build_model
 from lra_bench.train.logger import make_logger
 from lra_bench.train.loop import Diverged, train
 from lra_bench.train.metrics import free_memory, hardware, is_out_of_memory
-from lra_bench.train.record import git_commit, write_record
+from lra_bench.train.record import NOT_IDENTITY, config_without, git_commit, write_record
 
 log = logging.getLogger(__name__)
 
-# Keys that do not change what a run computes: left out of the run id, so changing them resumes.
-_NOT_IDENTITY = {"logger": None, "paths": None,
-                 "trainer": ("progress", "log_every", "threads", "resume", "device", "eval_batch_size"),
-                 "task": ("workers",)}
 
 
 def seed_everything(seed: int) -> None:
@@ -70,13 +66,7 @@ def attn_name(cfg: DictConfig) -> str:
 
 
 def run_id(cfg: DictConfig, task: str, attn: str) -> str:
-    ident = OmegaConf.to_container(cfg, resolve=True)
-    for key, sub in _NOT_IDENTITY.items():
-        if sub is None:
-            ident.pop(key, None)
-        else:
-            for k in sub:
-                ident[key].pop(k, None)
+    ident = config_without(OmegaConf.to_container(cfg, resolve=True), NOT_IDENTITY)
     return f"{task}-{attn}-s{cfg.seed}-{digest(ident)[:10]}"
 
 
