@@ -134,7 +134,7 @@ def _locate(data_dir: Optional[str], data_root: Optional[str], generate: Dict[st
             if not all(p.is_file() for p in paths.values()):
                 log.info("generating ListOps (%d/%d/%d samples, lengths %d-%d) into %s",
                          gen.num_train, gen.num_val, gen.num_test, gen.min_length, gen.max_length, out)
-                write_listops_tsv(gen, out, workers=workers, progress=True)
+                write_listops_tsv(gen, out, workers=workers, progress=sys.stderr.isatty())  # no bar in logs
     else:
         log.info("using generated ListOps in %s", out)
     return paths

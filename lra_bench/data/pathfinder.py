@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import struct
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -254,7 +255,8 @@ def _generated_root(resolution: int, difficulty: str, generate: Dict[str, Any], 
         if not (root / "metadata").is_dir():
             log.info("pathfinder: generating %d %dx%d %s samples into %s", gen.num_samples, resolution,
                      resolution, difficulty, out)
-            root = Path(pg.write_pathfinder(gen, out, difficulty, workers=workers, progress=True))
+            bar = sys.stderr.isatty()  # a progress bar on a terminal, none in logs
+            root = Path(pg.write_pathfinder(gen, out, difficulty, workers=workers, progress=bar))
     return root
 
 
