@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 from filelock import FileLock
@@ -64,6 +64,19 @@ def _valid_entry(entry: Path) -> bool:
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return False
     return True
+
+
+def stat_digest(files: Iterable[Tuple[str, Path]]) -> str:
+    """Hash of each (name, path)'s name, size and modification time (or "missing"): a cheap
+    fingerprint of a folder of many files that changes when any of them does."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, path in files:
+        try:
+            st = os.stat(path)
+            h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{name}\0missing\n".encode())
+    return h.hexdigest()
 
 
 def _umask() -> int:

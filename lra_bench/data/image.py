@@ -20,7 +20,6 @@ weights 0.2989/0.5870/0.1140 summed left to right, times 255.5, truncated to uin
 from __future__ import annotations
 
 import functools
-import importlib.util
 import io
 import logging
 import pickle
@@ -170,24 +169,6 @@ def locate_pickles(data_dir: Optional[str], data_root: Optional[str]) -> Tuple[O
     return sources.first(looked, _is_folder) or sources.first(looked, _is_archive), looked
 
 
-def _tfds_builder(data_dir: Optional[str]) -> Tuple[Any, str]:
-    """(the tfds cifar10 builder, "") if tensorflow-datasets is installed and cifar10 is
-    prepared on disk, else (None, why not). Never downloads."""
-    if importlib.util.find_spec("tensorflow_datasets") is None:
-        return None, "tensorflow-datasets is not installed"
-    if sources.tfds_prepared("cifar10", data_dir) is None:  # checked first: tfds.builder may go online
-        return None, "tfds cifar10 is not prepared on disk (it is never downloaded here)"
-    try:
-        import tensorflow_datasets as tfds
-
-        builder = tfds.builder("cifar10", data_dir=data_dir)
-    except Exception as exc:  # a broken TF install must not stop the pickle fallback
-        return None, f"tensorflow-datasets failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    if not (Path(str(builder.data_dir)) / "dataset_info.json").is_file():
-        return None, f"tfds cifar10 is not prepared in {builder.data_dir} (it is never downloaded here)"
-    return builder, ""
-
-
 def _tfds_fingerprint(builder: Any) -> Dict[str, str]:
     info = Path(str(builder.data_dir)) / "dataset_info.json"
     return {"kind": "tfds", "path": str(builder.data_dir), "version": str(builder.version), "info": file_digest(info)}
@@ -227,7 +208,7 @@ def _splits(train: Tuple[np.ndarray, np.ndarray], test: Tuple[np.ndarray, np.nda
 def _resolve_source(source: str, data_dir: Optional[str], data_root: Optional[str]) -> Tuple[str, Any]:
     """("tfds", builder) or ("pickle", folder or archive path), or a one-line DataError."""
     if source == "tfds" or (source == "auto" and data_dir is None):  # auto: a folder the user names wins
-        builder, why = _tfds_builder(data_dir if source == "tfds" else None)
+        builder, why = sources.tfds_builder("cifar10", data_dir if source == "tfds" else None)
         if builder is not None:
             return "tfds", builder
         if source == "tfds":

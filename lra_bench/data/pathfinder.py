@@ -16,7 +16,6 @@ pixels 0-255, row-major, length resolution**2; no padding.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -29,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from lra_bench.data import sources
-from lra_bench.data.cache import SPLITS, digest, file_digest, load_or_build, resolve_cache_dir
+from lra_bench.data.cache import SPLITS, digest, file_digest, load_or_build, resolve_cache_dir, stat_digest
 from lra_bench.data.spec import Split, TaskData, TaskSpec
 from lra_bench.errors import ConfigError, DataError
 
@@ -121,16 +120,8 @@ def read_metadata(files: Sequence[Path]) -> Tuple[List[str], np.ndarray]:
 
 def fingerprint(root: Path, files: Sequence[Path], rels: Sequence[str]) -> str:
     """Hash of the metadata files' contents and every listed image's (path, size, mtime_ns)."""
-    h = hashlib.blake2b(digest_size=16)
-    for f in files:
-        h.update(f"{f.name}\0{file_digest(f)}\n".encode())
-    for rel in rels:
-        try:
-            st = os.stat(root / rel)
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{rel}\0missing\n".encode())
-    return h.hexdigest()
+    metadata = digest([(f.name, file_digest(f)) for f in files])
+    return digest([metadata, stat_digest((rel, root / rel) for rel in rels)])
 
 
 def decode_png(path: Path, resolution: int) -> Optional[np.ndarray]:

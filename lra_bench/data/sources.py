@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from lra_bench.errors import DataError
 
@@ -59,3 +59,25 @@ def tfds_prepared(name: str, data_dir: Optional[str] = None) -> Optional[Path]:
     root = Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser() / name
     info = next(iter(sorted(root.glob("**/dataset_info.json"))), None) if root.is_dir() else None
     return None if info is None else info.parent
+
+
+def tfds_builder(name: str, data_dir: Optional[str] = None) -> tuple[Any, str]:
+    """(tfds' builder of `name`, "") when tensorflow-datasets is installed and `name` is
+    prepared on disk, else (None, why not), in a phrase. Never downloads: the builder is only
+    made once `tfds_prepared` has found the data, and the versioned folder it names must
+    hold its `dataset_info.json`."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        return None, "tensorflow-datasets is not installed"
+    except Exception as exc:  # a broken TensorFlow install raises all sorts of things on import
+        return None, f"importing tensorflow_datasets failed ({type(exc).__name__}: {' '.join(str(exc).split())})"
+    if tfds_prepared(name, data_dir) is None:  # checked first: tfds.builder may go online
+        return None, f"tfds {name} is not prepared on disk (it is never downloaded here)"
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as exc:  # a broken install must not stop the fallback to the files
+        return None, f"tfds.builder({name!r}) failed ({type(exc).__name__}: {' '.join(str(exc).split())})"
+    if not (Path(str(builder.data_dir)) / "dataset_info.json").is_file():
+        return None, f"tfds {name} is not prepared in {builder.data_dir} (it is never downloaded here)"
+    return builder, ""

@@ -23,7 +23,6 @@ Tokens: LRA's byte encoding (byte + 1, 0 = padding, 257 ids), truncated/padded t
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -36,8 +35,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from lra_bench.data import byte_tokens
-from lra_bench.data.cache import digest, file_digest, load_or_build, resolve_cache_dir
-from lra_bench.data.sources import candidates, first, not_found, tfds_prepared
+from lra_bench.data.cache import digest, file_digest, load_or_build, resolve_cache_dir, stat_digest
+from lra_bench.data.sources import candidates, first, not_found, tfds_builder
 from lra_bench.data.spec import Split, TaskData, TaskSpec
 from lra_bench.errors import ConfigError, DataError
 
@@ -114,12 +113,8 @@ def _tree_files(root: Path) -> Dict[Tuple[str, str], List[os.DirEntry]]:
 
 def _tree_fingerprint(groups: Dict[Tuple[str, str], List[os.DirEntry]]) -> str:
     """Hash of every review's relative path, size and mtime: changes when any file does."""
-    h = hashlib.blake2b(digest_size=16)
-    for (split, label), files in sorted(groups.items()):
-        for e in files:
-            st = e.stat()
-            h.update(f"{split}/{label}/{e.name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+    return stat_digest((f"{split}/{label}/{e.name}", Path(e.path))
+                       for (split, label), files in sorted(groups.items()) for e in files)
 
 
 def _read_tree(groups: Dict[Tuple[str, str], List[os.DirEntry]]) -> Dict[str, Docs]:
@@ -190,25 +185,14 @@ def _tfds_source(data_dir: Optional[str]) -> Tuple[Optional[TextSource], str]:
     Nothing is downloaded: a dataset counts as prepared when tfds' versioned data folder
     holds its `dataset_info.json`. `data_dir`, if set, is tfds' data directory.
     """
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        return None, "tensorflow-datasets is not installed"
-    except Exception as exc:  # a broken TensorFlow install raises all sorts of things on import
-        return None, f"importing tensorflow_datasets failed ({type(exc).__name__}: {' '.join(str(exc).split())})"
-    if tfds_prepared(TFDS_NAME, data_dir) is None:  # checked first: tfds.builder may go online
-        return None, f"tensorflow-datasets' {TFDS_NAME} is not prepared on disk"
-    try:
-        builder = tfds.builder(TFDS_NAME, data_dir=data_dir)
-        prepared_dir = Path(str(builder.data_dir))
-    except Exception as exc:
-        return None, f"tfds.builder({TFDS_NAME!r}) failed ({type(exc).__name__}: {' '.join(str(exc).split())})"
-    if not (prepared_dir / "dataset_info.json").is_file():
-        return None, f"tensorflow-datasets' {TFDS_NAME} is not prepared in {prepared_dir}"
-    h = hashlib.blake2b(digest_size=16)
-    for path in sorted(p for p in prepared_dir.rglob("*") if p.is_file()):
-        st = path.stat()
-        h.update(f"{path.relative_to(prepared_dir)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    builder, why = tfds_builder(TFDS_NAME, data_dir)
+    if builder is None:
+        return None, why
+    import tensorflow_datasets as tfds  # importable: tfds_builder made a builder with it
+
+    prepared_dir = Path(str(builder.data_dir))
+    prepared = sorted(p for p in prepared_dir.rglob("*") if p.is_file())
+    fingerprint = stat_digest((str(p.relative_to(prepared_dir)), p) for p in prepared)
 
     def read() -> Dict[str, Docs]:
         docs: Dict[str, Docs] = {}
@@ -220,7 +204,7 @@ def _tfds_source(data_dir: Optional[str]) -> Tuple[Optional[TextSource], str]:
             docs[split] = (texts, labels)
         return docs
 
-    return TextSource("tfds", str(prepared_dir), h.hexdigest(), read), ""
+    return TextSource("tfds", str(prepared_dir), fingerprint, read), ""
 
 
 def _resolve_source(source: str, data_dir: Optional[str], data_root: Optional[str]) -> TextSource:

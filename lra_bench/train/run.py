@@ -29,7 +29,6 @@ from lra_bench.train.record import NOT_IDENTITY, config_without, git_commit, wri
 log = logging.getLogger(__name__)
 
 
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

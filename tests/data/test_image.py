@@ -230,7 +230,6 @@ def test_tfds_source_when_prepared(tmp_path, monkeypatch):
 
 
 def test_tfds_not_installed(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails, find_spec raises
-    monkeypatch.setattr(image.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # `import tensorflow_datasets` fails
     with pytest.raises(DataError, match="tensorflow-datasets is not installed"):
         build_image(source="tfds")
