@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from lra_bench.attention.lst_core import spectral_core
+from lra_bench.attention.lst_core import gather_tokens, spectral_core
 from lra_bench.transforms.cosine import DCT_TYPES
 from lra_bench.transforms.spectral import FastDCT2, basis, makhoul_perm, transform_pair
 
@@ -57,12 +57,12 @@ class _PermuteTokens(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, perm: torch.Tensor, inv_perm: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(inv_perm)
-        return x.index_select(1, perm)
+        return gather_tokens(x, perm)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor):
         (inv_perm,) = ctx.saved_tensors
-        return grad.index_select(1, inv_perm), None, None
+        return gather_tokens(grad, inv_perm), None, None
 
 
 def permute_tokens(x: torch.Tensor, perm: torch.Tensor, inv_perm: torch.Tensor) -> torch.Tensor:
