@@ -6,8 +6,9 @@ O = A * T(V), optionally O /= sum_d |A| + eps, out = T^-1(O) (the formula of
 spectrans' LSTAttention). Autograd over these steps would keep the projected q, k, v
 and every elementwise intermediate. This forward keeps only the three spectra (plus the
 input and weights, which the caller holds anyway); the projection's output is freed as
-soon as it is transformed, and the token reordering and the concatenated weights are
-recomputed in the backward (the normaliser, 1/Dh of a spectrum, is kept). The backward uses that T's adjoint is T^-1
+soon as it is transformed, and the token reordering, the concatenated weights and the
+normaliser are recomputed in the backward (keeping the normaliser would put the mixed
+layers' peak above softmax's). The backward uses that T's adjoint is T^-1
 (and T^-1's is T), computes the three gradients inside the spectra's own buffer plus two
 buffers a third its size (recomputing Q * K rather than keeping temporaries), and writes
 the signal-domain result back into that buffer. The per-channel scale multiplies Q, so it is
@@ -133,14 +134,12 @@ def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor],
     c = basis.coeffs(qkv)  # (3, H, Dh, B, S, P): spectra of s * q, k, v
     del qkv
     q, k, v = c.unbind(0)
-    ctx.norm = None
     if getattr(basis, "complex", False):  # Fourier heads: Q * conj(K) * V (never normalised)
         o = torch.mul(q, k.conj()).mul_(v)
     elif normalize:
         o = torch.mul(q, k)  # A
         norm = o.abs_().sum(1, keepdim=True).add_(eps)  # (H, 1, B, S, P)
         torch.mul(q, k, out=o).mul_(v).div_(norm)  # A * V / norm (A recomputed: no temporary)
-        ctx.norm = norm  # 1/Dh of a spectrum's size; saves three passes over the spectra in the backward
     else:
         o = torch.mul(q, k).mul_(v)
     out = basis.signal(o, n)
@@ -150,12 +149,12 @@ def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor],
 
 def _backward(ctx: Any, grad: torch.Tensor):
     """Gradients of SpectralCore (autocast off); see the module docstring."""
-    c, norm, basis, n = ctx.spectra, ctx.norm, ctx.basis, ctx.n
+    c, basis, n = ctx.spectra, ctx.basis, ctx.n
     if c is None:
         raise RuntimeError("the LST core's saved spectra were used up by an earlier backward; wrap both "
                            "passes in lra_bench.attention.lst_core.retain_spectra() to backpropagate twice")
     if _REUSE_SPECTRA:
-        ctx.spectra = ctx.norm = None
+        ctx.spectra = None
     else:
         c = c.clone()
     m = basis.length(n)
@@ -174,7 +173,9 @@ def _backward(ctx: Any, grad: torch.Tensor):
         basis.grad_signal(g, n, out=d_qkv[0])
         return _projection_backward(ctx, d_qkv)
     t = torch.mul(q, k)  # A = QK; the one scratch buffer, refilled from Q and K when needed
-    if ctx.normalize:  # norm: (H, 1, B, S, P), from the forward
+    if ctx.normalize:
+        norm = t.abs_().sum(1, keepdim=True).add_(ctx.eps)  # (H, 1, B, S, P), as in the forward
+        torch.mul(q, k, out=t)
         g.div_(norm)
         v.mul_(g)  # dL/dO * V / norm; V is not needed again
         g.mul_(t)  # g := dL/dV = dL/dO * A / norm
