@@ -10,7 +10,7 @@ and peak memory relative to the vanilla Transformer. `bench_steps` does the same
   overrides (e.g. `model=small`), then checked by `lra_bench.config.validate`;
 - the model is `build_model` with the task's TaskSpec from its data module's `task_spec`
   (no data read), the optimizer, schedule, loss and gradient clipping those of
-  `lra_bench.train.loop` (`make_optimizer`, `train_step`), dropout on (train mode);
+  `lra_bench.train.step` (`make_optimizer`, `train_step`), dropout on (train mode);
 - batches are random token ids of the task's shape, (B, L) or (B, 2, L), at full length:
   no padding (the pad id is never drawn), as LRA times full-length batches. One batch is
   reused, so data loading is not timed.
@@ -46,10 +46,11 @@ from lra_bench.data.cache import digest
 from lra_bench.data.spec import TaskSpec
 from lra_bench.errors import ConfigError
 from lra_bench.models import build_model
-from lra_bench.train.loop import make_optimizer, train_step
+from lra_bench.train.step import make_optimizer, train_step
 from lra_bench.train.metrics import free_memory, hardware, is_out_of_memory, peak_memory_bytes, reset_peak_memory
 from lra_bench.train.record import git_commit, write_record
-from lra_bench.train.run import pick_device, seed_everything
+from lra_bench.train.distributed import pick_device
+from lra_bench.train.run import seed_everything
 
 DEFAULT_LENGTHS = (1000, 2000, 3000, 4000)
 DEFAULT_OUT = "outputs/speed"

@@ -1,10 +1,12 @@
 """Atomic checkpoints: written to a temporary file, then renamed over the target.
 
 The previous `last.pt` is kept as `prev.pt`, so a checkpoint that fails to load (a
-truncated file, a disk error) falls back to the one before it.
+truncated file, a disk error) falls back to the one before it, with a warning that names
+the bad file. `best.pt` holds the best-val weights and the step they are from.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -14,7 +16,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from lra_bench.errors import ConfigError
 from lra_bench.io import atomic_write
+from lra_bench.train.distributed import Dist
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,21 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def restore_rng(saved: Any, dist: Dist) -> None:
+    """Put back this process's RNG state from a checkpoint's `rng` entry: one state per
+    process (a list, rank order) or, from older checkpoints, one state (a dict)."""
+    states = saved if isinstance(saved, list) else [saved]
+    if len(states) == dist.world_size:
+        set_rng_state(states[dist.rank])
+        return
+    log.warning("the checkpoint holds the RNG state of %d process(es) and this run has %d: each process "
+                "continues from rank 0's state instead (dropout will not repeat the interrupted run's)",
+                len(states), dist.world_size)
+    set_rng_state(states[0])
+    if dist.rank:  # not rank 0's dropout masks on every process
+        torch.manual_seed(int(torch.randint(2**62, ())) + dist.rank)
+
+
 def save_training_state(ckpt_dir: Path, state: dict) -> None:
     last, prev = ckpt_dir / "last.pt", ckpt_dir / "prev.pt"
     if last.exists():
@@ -59,3 +78,89 @@ def load_training_state(ckpt_dir: Path) -> Optional[dict]:
         except Exception as exc:  # a corrupt file can fail in many ways inside torch.load
             log.warning("checkpoint %s is unreadable (%s); trying an older one", path, exc)
     return None
+
+
+def copy_best(source: Path, ckpt_dir: Path) -> None:
+    """Copy `best.pt` from the run resumed from into this run's folder (atomically)."""
+    if (source / "best.pt").is_file():
+        with atomic_write(ckpt_dir / "best.pt", "wb") as f:
+            f.write((source / "best.pt").read_bytes())
+
+
+def load_best(ckpt_dir: Path, best_step: int, device: torch.device) -> dict:
+    """The weights saved at the best val step (`best.pt`), checked to be that step's."""
+    saved = torch.load(ckpt_dir / "best.pt", map_location=device, weights_only=True)
+    if "model" not in saved:  # written before best.pt carried its step
+        return saved
+    if saved.get("step") != best_step:
+        raise RuntimeError(f"{ckpt_dir / 'best.pt'} holds the weights of step {saved.get('step')}, but the best val "
+                           f"score was at step {best_step}; rerun with trainer.resume=false to start this run afresh")
+    return saved["model"]
+
+
+RUN_INFO = "run.json"
+
+
+def write_run_info(ckpt_dir: Path, run_id: str, identity: dict) -> None:
+    """Record which configuration writes this checkpoint folder (checked before resuming from it)."""
+    with atomic_write(ckpt_dir / RUN_INFO, "w") as f:
+        json.dump({"run_id": run_id, "identity": identity}, f, indent=1, sort_keys=True, default=str)
+
+
+def _flat(node: Any, prefix: str = "") -> dict:
+    if isinstance(node, dict):
+        out: dict = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """`key: saved -> current` for every leaf that differs between two config dicts."""
+    a, b = _flat(saved), _flat(current)
+    return [f"{k}: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in sorted(set(a) | set(b))
+            if a.get(k, "(absent)") != b.get(k, "(absent)")]
+
+
+def resume_source(tcfg: Any, ckpt_dir: Path, identity: dict) -> Optional[Path]:
+    """The checkpoint folder this run continues from, or None for a fresh start.
+
+    `trainer.resume_from` names one explicitly; otherwise the run's own folder is used when
+    it holds a checkpoint and `trainer.resume` is on. A folder written with a different
+    configuration is refused (one line naming the differences) unless
+    `trainer.force_resume=true`. Reads only the small run.json: cheap, before any work."""
+    explicit = bool(tcfg.resume_from)
+    if explicit:
+        src = Path(str(tcfg.resume_from)).expanduser()
+        src = src.parent if src.is_file() else src
+        if not src.is_dir():
+            raise ConfigError(f"trainer.resume_from={tcfg.resume_from} does not exist; give a run's folder under "
+                              "paths.checkpoints (it holds last.pt)")
+    elif tcfg.resume:
+        src = ckpt_dir
+    else:
+        return None
+    if not any((src / name).is_file() for name in ("last.pt", "prev.pt")):
+        if explicit:
+            raise ConfigError(f"trainer.resume_from={tcfg.resume_from} holds no checkpoint (last.pt or prev.pt); "
+                              "give the folder of a run that saved one, or drop trainer.resume_from")
+        return None
+    try:
+        saved = json.loads((src / RUN_INFO).read_text())["identity"]
+    except (OSError, ValueError, KeyError):
+        saved = None
+    if saved is None:
+        if explicit and not tcfg.force_resume:
+            raise ConfigError(f"trainer.resume_from={tcfg.resume_from} has no readable {RUN_INFO}, so its config "
+                              "cannot be checked; add trainer.force_resume=true to resume from it anyway")
+        return src
+    diff = config_differences(saved, identity)
+    if diff:
+        shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+        if not tcfg.force_resume:
+            raise ConfigError(f"the checkpoint in {src} was written with a different config ({shown}); add "
+                              "trainer.force_resume=true to resume from it anyway, or trainer.resume=false to "
+                              "start afresh")
+        log.warning("resuming from %s although its config differs (%s), as trainer.force_resume asks", src, shown)
+    return src

@@ -1,7 +1,9 @@
 """Experiment tracking: Weights & Biases (offline unless asked) or nothing.
 
-W&B trouble never stops a run: if `wandb.init` or a log call fails, the run goes on
-without W&B and says so once; the local run record is written regardless.
+W&B trouble never stops a run: if an online `wandb.init` fails (no network, a bad key,
+a service error) the run logs offline instead, to sync later; if that fails too, or a log
+call fails, the run goes on without W&B and says so; the local run record is written
+regardless.
 """
 from __future__ import annotations
 
@@ -31,13 +33,24 @@ class WandbLogger(NullLogger):
         self.run = None
         try:
             import wandb
-
-            Path(directory).mkdir(parents=True, exist_ok=True)
-            self.run = wandb.init(mode=mode, project=project, entity=entity, group=group, tags=list(tags),
-                                  name=name, config=config, dir=directory, reinit="finish_previous")
-            self.run_dir = getattr(self.run, "dir", None)
-        except Exception as exc:  # network, auth, service errors: keep training
-            log.warning("W&B unavailable (%s: %s); continuing without it", type(exc).__name__, exc)
+        except ImportError as exc:
+            log.warning("W&B is not installed (%s); continuing without it (pip install wandb)", exc)
+            return
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        kwargs = dict(project=project, entity=entity, group=group, tags=list(tags), name=name, config=config,
+                      dir=directory, reinit="finish_previous")
+        for attempt in ((mode, "offline") if mode == "online" else (mode,)):
+            try:
+                self.run = wandb.init(mode=attempt, **kwargs)
+                self.run_dir = getattr(self.run, "dir", None)
+                if attempt != mode:
+                    log.warning("W&B is logging offline instead; upload later with `wandb sync %s`",
+                                self.run_dir or directory)
+                return
+            except Exception as exc:  # no network, a bad key, a service error: never stop the run for it
+                log.warning("W&B %s failed (%s: %s)%s", attempt, type(exc).__name__, " ".join(str(exc).split())[:200],
+                            "; trying offline" if attempt != "offline" and mode == "online" else
+                            "; continuing without W&B (the run record is written regardless)")
 
     def _safe(self, fn, *args) -> None:
         if self.run is None:

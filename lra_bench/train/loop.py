@@ -1,9 +1,16 @@
 """The training loop: step, evaluate on val, checkpoint, and test the best-val weights.
 
 Data order is a pure function of (seed, step): batch `s` is slice `s % n` of epoch
-`s // n`'s permutation drawn from `seed + epoch`. Together with the RNG state in the
-checkpoint this makes a resumed run continue exactly where the interrupted one was.
-The test split is evaluated once, at the end, with the weights of the best val step.
+`s // n`'s permutation drawn from `seed + epoch`. The checkpoint holds everything else the
+next step depends on (weights, optimizer and schedule state, every process's RNG state,
+the running train-loss sums, the best val score), so a run killed at any moment and
+started again with the same command ends with the same metrics and weights as one that
+was never interrupted (bitwise on CPU). SIGTERM / SIGINT save a checkpoint at the next
+step boundary and raise `Preempted`. A non-finite loss stops the run (`Diverged`, before
+the optimizer step, so no NaN weights are ever checkpointed) or, with
+`trainer.on_nonfinite=skip`, skips that step. Under torchrun the loop runs data-parallel
+(lra_bench.train.distributed). The test split is evaluated once, at the end, with the
+weights of the best val step.
 """
 from __future__ import annotations
 
@@ -15,14 +22,17 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from lra_bench.data.spec import Split, TaskData
-from lra_bench.train.checkpoint import atomic_save, load_training_state, rng_state, save_training_state, set_rng_state
-from lra_bench.train.metrics import Throughput, peak_memory_bytes, reset_peak_memory
-from lra_bench.train.schedule import lr_factor
+from lra_bench.data.spec import TaskData
+from lra_bench.train import precision as amp_mode
+from lra_bench.train.checkpoint import atomic_save, copy_best, load_best, load_training_state, restore_rng, \
+    rng_state, save_training_state
+from lra_bench.train.distributed import Dist
+from lra_bench.train.metrics import Throughput, is_out_of_memory, peak_memory_bytes, reset_peak_memory
+from lra_bench.train.preempt import Preempted, StopSignals
+from lra_bench.train.step import OutOfMemory, evaluate, forward_backward, make_optimizer, optimizer_step
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +55,8 @@ class TrainResult:
     resumed_from: Optional[int] = None
     history: list = field(default_factory=list)
     peak_memory_kind: str = ""
+    skipped_steps: int = 0
+    precision: str = "fp32"
 
 
 def train_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -57,114 +69,149 @@ def train_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     return np.sort(perm[i * batch_size:(i + 1) * batch_size])
 
 
-def make_optimizer(model: nn.Module, tcfg: Any) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW and its learning-rate schedule from the trainer config (`trainer.*`)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps,
-                            weight_decay=tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lr_factor(tcfg.schedule, tcfg.warmup_steps, tcfg.max_steps, tcfg.min_lr_ratio))
-    return opt, sched
-
-
-def train_step(model: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-               x: torch.Tensor, y: torch.Tensor, grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on the batch (x, y): forward, cross-entropy, backward, gradient
-    clipping (when grad_clip > 0), AdamW and schedule steps. Returns (logits, loss)."""
-    logits = model(x)
-    loss = F.cross_entropy(logits.float(), y)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    opt.step()
-    sched.step()
-    return logits, loss
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device,
-             max_batches: Optional[int] = None) -> dict:
-    """Loss and accuracy over the whole split (the last partial batch included)."""
-    model.eval()
-    total, correct, loss_sum = 0, 0, 0.0
-    for b, start in enumerate(range(0, len(split), batch_size)):
-        if max_batches is not None and b >= max_batches:
-            break
-        x, y = split.batch(np.arange(start, min(start + batch_size, len(split))))
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
-        correct += (logits.argmax(-1) == y).sum().item()
-        total += len(y)
-    return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1), "examples": total}
+def _wrap(model: nn.Module, tcfg: Any, device: torch.device, dist: Dist) -> nn.Module:
+    """The module the steps run: DistributedDataParallel under torchrun, then torch.compile if asked."""
+    net = model
+    if dist.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return amp_mode.maybe_compile(net, tcfg.compile)
 
 
 def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: torch.device, ckpt_dir: Path,
-          on_metrics: Callable[[dict, int], None] = lambda m, s: None) -> TrainResult:
-    """Train for `tcfg.max_steps` steps, resuming from `ckpt_dir` when it holds a checkpoint."""
+          on_metrics: Callable[[dict, int], None] = lambda m, s: None, dist: Dist = Dist(),
+          resume_dir: Optional[Path] = None) -> TrainResult:
+    """Train for `tcfg.max_steps` steps, resuming from the checkpoint in `resume_dir` (default:
+    `ckpt_dir` when `tcfg.resume`) and checkpointing into `ckpt_dir`."""
     model.to(device)
+    precision = amp_mode.resolve(tcfg.precision, device)
+    scaler = amp_mode.grad_scaler(precision, device)
+    net = _wrap(model, tcfg, device, dist)
     opt, sched = make_optimizer(model, tcfg)
     eval_bs = tcfg.eval_batch_size or tcfg.batch_size
-    step, best_acc, best_step, history, resumed_from = 0, -1.0, 0, [], None
-
-    state = load_training_state(ckpt_dir) if tcfg.resume else None
+    dist.local_batch(tcfg.batch_size)  # the global batch must split evenly over the processes
+    if dist.rank > 0:  # each process its own dropout stream; rank 0 keeps the single-process one
+        torch.manual_seed(seed * 1_000_003 + dist.rank)
+    s = {"step": 0, "best_val_accuracy": -1.0, "best_step": 0, "history": [], "span": [0.0, 0.0, 0.0],
+         "skipped_steps": 0, "nonfinite_run": 0}
+    resumed_from = None
+    source = resume_dir if resume_dir is not None else (ckpt_dir if tcfg.resume else None)
+    state = load_training_state(source) if source is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        step, best_acc, best_step, history = state["step"], state["best_val_accuracy"], state["best_step"], state["history"]
-        resumed_from = step
-        log.info("resumed from %s at step %d (best val accuracy %.4f at step %d)", ckpt_dir, step, best_acc, best_step)
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"], dist)
+        s.update({k: state[k] for k in s if k in state})
+        resumed_from = s["step"]
+        if source != ckpt_dir and dist.is_main:  # the best weights so far come along from the other run
+            copy_best(source, ckpt_dir)
+        log.info("resumed from %s at step %d (best val accuracy %.4f at step %d)", source, s["step"],
+                 s["best_val_accuracy"], s["best_step"])
+
+    def evaluation(split: Any, max_batches: Optional[int]) -> dict:
+        try:
+            return evaluate(model, split, eval_bs, device, max_batches, amp_mode.autocast(precision, device), dist)
+        except OutOfMemory as exc:
+            exc.step = s["step"]
+            raise
 
     def checkpoint() -> None:
-        save_training_state(ckpt_dir, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                       "scheduler": sched.state_dict(), "rng": rng_state(), "step": step,
-                                       "best_val_accuracy": best_acc, "best_step": best_step, "history": history})
+        rngs = dist.gather(rng_state())  # every process's RNG state, on rank 0
+        if dist.is_main:
+            save_training_state(ckpt_dir, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                           "scheduler": sched.state_dict(), "rng": rngs,
+                                           "scaler": scaler.state_dict() if scaler is not None else None, **s})
+        dist.barrier()
 
     meter = Throughput(device)
     peak_kind = reset_peak_memory(device)
-    span_loss, span_correct, span_n = 0.0, 0, 0
-    bar = tqdm(total=tcfg.max_steps, initial=step, desc="train", disable=not tcfg.progress, dynamic_ncols=True)
-    while step < tcfg.max_steps:
-        x, y = data.train.batch(train_indices(len(data.train), tcfg.batch_size, seed, step))
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        model.train()
-        meter.start()
-        logits, loss = train_step(model, opt, sched, x, y, tcfg.grad_clip)
-        meter.stop(examples=x.shape[0], tokens=x.numel())
-        step += 1
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise Diverged(step, loss_value)
-        span_loss += loss_value * len(y)
-        span_correct += (logits.argmax(-1) == y).sum().item()
-        span_n += len(y)
-        bar.update(1)
-        if step % tcfg.log_every == 0:
-            bar.set_postfix(loss=f"{span_loss / span_n:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-        if step % tcfg.eval_every == 0 or step == tcfg.max_steps:
-            val = evaluate(model, data.val, eval_bs, device, tcfg.eval_max_batches)
-            metrics = {"step": step, "train_loss": span_loss / span_n, "train_accuracy": span_correct / span_n,
-                       "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": sched.get_last_lr()[0],
-                       "peak_memory_bytes": peak_memory_bytes(device), **meter.rates()}
-            span_loss, span_correct, span_n = 0.0, 0, 0
-            if val["accuracy"] > best_acc:
-                best_acc, best_step = val["accuracy"], step
-                atomic_save(model.state_dict(), ckpt_dir / "best.pt")
-            history.append(metrics)
-            on_metrics(metrics, step)
-            log.info("step %d: train loss %.4f, val loss %.4f, val acc %.4f (best %.4f @ %d), %.1f ex/s",
-                     step, metrics["train_loss"], val["loss"], val["accuracy"], best_acc, best_step,
-                     metrics["examples_per_s"])
-        if step % tcfg.checkpoint_every == 0 or step == tcfg.max_steps:
-            checkpoint()
+    bar = tqdm(total=tcfg.max_steps, initial=s["step"], desc="train", disable=not (tcfg.progress and dist.is_main),
+               dynamic_ncols=True)
+    with StopSignals() as stop:
+        while s["step"] < tcfg.max_steps:
+            rows = dist.shard(train_indices(len(data.train), tcfg.batch_size, seed, s["step"]))
+            x, y = data.train.batch(rows)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            net.train()
+            meter.start()
+            try:
+                logits, loss = forward_backward(net, opt, x, y, amp_mode.autocast(precision, device), scaler)
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    raise OutOfMemory("training step", x.shape, exc, s["step"] + 1) from exc
+                raise
+            # one reduction per step: the batch's loss and hits, and whether any process was told to stop
+            loss_sum, hits, count, stop_flag = dist.sum(
+                [loss.item() * len(y), (logits.argmax(-1) == y).sum().item(), len(y), float(stop.requested)], device)
+            s["step"] += 1
+            if not math.isfinite(loss_sum):
+                _nonfinite(s, tcfg, loss_sum / count, opt, sched)
+            else:
+                optimizer_step(net, opt, sched, tcfg.grad_clip, scaler)
+                s["nonfinite_run"] = 0
+                span = s["span"]
+                span[0], span[1], span[2] = span[0] + loss_sum, span[1] + hits, span[2] + count
+            meter.stop(examples=int(count), tokens=x.numel() * dist.world_size)
+            bar.update(1)
+            if s["step"] % tcfg.log_every == 0 and s["span"][2]:
+                bar.set_postfix(loss=f"{s['span'][0] / s['span'][2]:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+            if s["step"] % tcfg.eval_every == 0 or s["step"] == tcfg.max_steps:
+                _evaluate_and_keep_best(s, evaluation(data.val, tcfg.eval_max_batches), sched, meter, device, model,
+                                        ckpt_dir, dist, on_metrics)
+            saved = s["step"] % tcfg.checkpoint_every == 0 or s["step"] == tcfg.max_steps
+            if saved:
+                checkpoint()
+            # one process reacts at once; several act on the flag they agreed on at this step's reduction
+            if stop_flag or (stop.requested and not dist.enabled):
+                if not saved:
+                    checkpoint()
+                bar.close()
+                raise Preempted(s["step"], stop.signame or "a signal to another process", ckpt_dir)
     bar.close()
 
-    model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=device, weights_only=True))
-    test = evaluate(model, data.test, eval_bs, device)
+    dist.barrier()  # rank 0 has written best.pt
+    model.load_state_dict(load_best(ckpt_dir, s["best_step"], device))
+    test = evaluation(data.test, None)
     log.info("test accuracy %.4f with the weights of step %d (best val accuracy %.4f)",
-             test["accuracy"], best_step, best_acc)
-    return TrainResult(steps=step, best_val_accuracy=best_acc, best_step=best_step, test_accuracy=test["accuracy"],
-                       test_loss=test["loss"], throughput=meter.rates(), peak_memory_bytes=peak_memory_bytes(device),
-                       resumed_from=resumed_from, history=history, peak_memory_kind=peak_kind)
+             test["accuracy"], s["best_step"], s["best_val_accuracy"])
+    return TrainResult(steps=s["step"], best_val_accuracy=s["best_val_accuracy"], best_step=s["best_step"],
+                       test_accuracy=test["accuracy"], test_loss=test["loss"], throughput=meter.rates(),
+                       peak_memory_bytes=peak_memory_bytes(device), resumed_from=resumed_from, history=s["history"],
+                       peak_memory_kind=peak_kind, skipped_steps=s["skipped_steps"], precision=precision)
+
+
+def _nonfinite(s: dict, tcfg: Any, loss: float, opt: torch.optim.Optimizer, sched: Any) -> None:
+    """A NaN/inf loss: stop (`Diverged`) or, with on_nonfinite=skip, drop the step's gradients
+    (the schedule still advances: the lr follows the step count)."""
+    if tcfg.on_nonfinite == "stop":
+        raise Diverged(s["step"], loss)
+    s["skipped_steps"] += 1
+    s["nonfinite_run"] += 1
+    if s["nonfinite_run"] >= tcfg.max_nonfinite_skips:
+        raise Diverged(s["step"], loss)
+    log.warning("loss %s at step %d: step skipped (%d in a row)", loss, s["step"], s["nonfinite_run"])
+    opt.zero_grad(set_to_none=True)
+    sched.step()
+
+
+def _evaluate_and_keep_best(s: dict, val: dict, sched: Any, meter: Throughput, device: torch.device,
+                            model: nn.Module, ckpt_dir: Path, dist: Dist, on_metrics: Callable) -> None:
+    """Record the val metrics of this step and save the weights when they are the best so far."""
+    span = s["span"]
+    metrics = {"step": s["step"], "train_loss": span[0] / span[2] if span[2] else float("nan"),
+               "train_accuracy": span[1] / span[2] if span[2] else float("nan"),
+               "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": sched.get_last_lr()[0],
+               "peak_memory_bytes": peak_memory_bytes(device), **meter.rates()}
+    s["span"] = [0.0, 0.0, 0.0]
+    if val["accuracy"] > s["best_val_accuracy"]:
+        s["best_val_accuracy"], s["best_step"] = val["accuracy"], s["step"]
+        if dist.is_main:
+            atomic_save({"step": s["step"], "model": model.state_dict()}, ckpt_dir / "best.pt")
+    s["history"].append(metrics)
+    if dist.is_main:
+        on_metrics(metrics, s["step"])
+    log.info("step %d: train loss %.4f, val loss %.4f, val acc %.4f (best %.4f @ %d), %.1f ex/s", s["step"],
+             metrics["train_loss"], val["loss"], val["accuracy"], s["best_val_accuracy"], s["best_step"],
+             metrics["examples_per_s"])

@@ -21,7 +21,8 @@ STATUSES = ("ok", "failed", "diverged", "oom")
 # Config keys that do not change what a run computes (where it ran, wrote and logged): left
 # out of the run id, so changing them resumes a run. None = the whole section.
 NOT_IDENTITY = {"logger": None, "paths": None,
-                "trainer": ("progress", "log_every", "threads", "resume", "device", "eval_batch_size"),
+                "trainer": ("progress", "log_every", "threads", "resume", "resume_from", "force_resume", "device",
+                            "eval_batch_size", "checkpoint_every"),
                 "task": ("workers",)}
 
 

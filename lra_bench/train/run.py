@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,8 +22,12 @@ from lra_bench.config import attn_kwargs, split_task, validate
 from lra_bench.data.cache import digest
 from lra_bench.errors import ConfigError, DataError
 from lra_bench.models import build_model
-from lra_bench.train.logger import make_logger
+from lra_bench.train import distributed
+from lra_bench.train.checkpoint import resume_source, write_run_info
+from lra_bench.train.logger import NullLogger, make_logger
 from lra_bench.train.loop import Diverged, train
+from lra_bench.train.preempt import EXIT_RESUMABLE, Preempted
+from lra_bench.train.step import OutOfMemory
 from lra_bench.train.metrics import free_memory, hardware, is_out_of_memory
 from lra_bench.train.record import NOT_IDENTITY, config_without, git_commit, write_record
 
@@ -33,14 +38,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name} but no CUDA device is available; use trainer.device=cpu or auto")
-    return torch.device(name)
 
 
 def check_fits(data: Any, batch_size: int, task: str) -> None:
@@ -64,9 +61,33 @@ def attn_name(cfg: DictConfig) -> str:
         return cfg.attn._target_.rsplit(".", 1)[-1].lower()
 
 
+def identity(cfg: DictConfig) -> dict:
+    """The resolved config less what does not change a run's results (record.NOT_IDENTITY)."""
+    return config_without(OmegaConf.to_container(cfg, resolve=True), NOT_IDENTITY)
+
+
 def run_id(cfg: DictConfig, task: str, attn: str) -> str:
-    ident = config_without(OmegaConf.to_container(cfg, resolve=True), NOT_IDENTITY)
-    return f"{task}-{attn}-s{cfg.seed}-{digest(ident)[:10]}"
+    return f"{task}-{attn}-s{cfg.seed}-{digest(identity(cfg))[:10]}"
+
+
+def check_writable(cfg: DictConfig) -> None:
+    """Every output folder can be created and written (checked on the nearest existing folder,
+    so nothing is created here)."""
+    targets = [("paths.records", cfg.paths.records), ("paths.checkpoints", cfg.paths.checkpoints)]
+    if cfg.logger.backend != "none" and cfg.logger.mode != "disabled":
+        targets.append(("paths.wandb", cfg.paths.wandb))
+    for key, value in targets:
+        path = Path(str(value)).expanduser().absolute()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"{key}={value} cannot be created: {existing} is a file; set paths.root (or {key}) "
+                              "to a writable folder")
+        try:  # a probe file, gone at once: permissions, read-only mounts and pseudo file systems alike
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{key}={value} is not writable ({exc.strerror or exc} in {existing}); set paths.root "
+                              f"(or {key}) to a writable folder") from None
 
 
 def run(cfg: DictConfig) -> dict:
@@ -76,7 +97,14 @@ def run(cfg: DictConfig) -> dict:
     attn_cls, mixer_kwargs = attn_kwargs(cfg.attn)
     attn, seed = attn_name(cfg), cfg.seed
     rid = run_id(cfg, task, attn)
-    device = pick_device(cfg.trainer.device)
+    ranks = distributed.from_env()
+    if not ranks.is_main:  # one process tells the story
+        logging.getLogger("lra_bench").setLevel(logging.WARNING)
+    ranks.local_batch(cfg.trainer.batch_size)
+    check_writable(cfg)
+    ckpt_dir = Path(cfg.paths.checkpoints) / rid
+    resume_dir = resume_source(cfg.trainer, ckpt_dir, identity(cfg))
+    device = distributed.init(ranks, cfg.trainer.device)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
 
@@ -99,18 +127,29 @@ def run(cfg: DictConfig) -> dict:
               "device": str(device), "hardware": hardware(device), "torch_version": torch.__version__,
               "git_commit": git_commit(), "config": resolved, "data": data.info,
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "error": None}
-    logger = make_logger(cfg, name=rid, config=resolved)
-    ckpt_dir = Path(cfg.paths.checkpoints) / rid
+    logger = make_logger(cfg, name=rid, config=resolved) if ranks.is_main else NullLogger()
+    if ranks.is_main:
+        write_run_info(ckpt_dir, rid, identity(cfg))
     t0 = time.perf_counter()
     try:
-        result = train(model, data, cfg.trainer, seed=seed, device=device, ckpt_dir=ckpt_dir, on_metrics=logger.log)
+        result = train(model, data, cfg.trainer, seed=seed, device=device, ckpt_dir=ckpt_dir, on_metrics=logger.log,
+                       dist=ranks, resume_dir=resume_dir)
         record.update(status="ok", steps=result.steps, best_val_accuracy=result.best_val_accuracy,
                       best_step=result.best_step, test_accuracy=result.test_accuracy, test_loss=result.test_loss,
                       peak_memory_bytes=result.peak_memory_bytes, peak_memory_kind=result.peak_memory_kind,
-                      resumed_from=result.resumed_from,
-                      history=result.history, **result.throughput)
+                      resumed_from=result.resumed_from, skipped_steps=result.skipped_steps,
+                      precision=result.precision, history=result.history, **result.throughput)
     except Diverged as exc:
         record.update(status="diverged", error=str(exc), steps=exc.step)
+    except OutOfMemory as exc:  # a result of the configuration (too long, too big): recorded, not raised
+        record.update(status="oom", error=str(exc), steps=exc.step,
+                      oom={"phase": exc.phase, "step": exc.step, "input_shape": exc.shape})
+        log.error("%s", exc)
+        free_memory(device)
+    except Preempted as exc:  # SIGTERM / SIGINT: checkpoint saved, no record; the same command resumes
+        log.warning("%s", exc)
+        logger.finish(exit_code=EXIT_RESUMABLE)
+        raise
     except Exception as exc:
         status = "oom" if is_out_of_memory(exc) else "failed"
         record.update(status=status, error=f"{type(exc).__name__}: {exc}")
@@ -124,8 +163,9 @@ def run(cfg: DictConfig) -> dict:
         logger.finish(exit_code=1)
         raise
     finally:
-        if "status" in record:
+        if "status" in record and ranks.is_main:
             _finish(record, cfg, logger, device, t0)
+        distributed.shutdown(ranks)
     return record
 
 
@@ -150,5 +190,6 @@ _SUMMARY_KEYS = ("task", "attn", "seed", "seq_len", "batch_size", "status", "bes
 
 def _complete(record: dict) -> dict:
     """Every schema key present (None where the run did not get that far)."""
-    return {**{k: None for k in _SUMMARY_KEYS + ("best_step", "test_loss", "resumed_from", "peak_memory_kind")},
+    return {**{k: None for k in _SUMMARY_KEYS + ("best_step", "test_loss", "resumed_from", "peak_memory_kind",
+                                                       "skipped_steps", "precision", "oom")},
             "history": [], **record}

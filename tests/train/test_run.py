@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lra_bench.train import loop
+from lra_bench.train import step as step_module
 from lra_bench.train.record import STATUSES
 from lra_bench.train.run import run
 
@@ -77,7 +78,7 @@ def test_wandb_offline_logs_and_keeps_record(compose_cfg, tmp_path):
 
 def test_divergence_is_recorded(compose_cfg, monkeypatch):
     real = torch.nn.functional.cross_entropy
-    monkeypatch.setattr(loop.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
+    monkeypatch.setattr(step_module.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
     record = run(compose_cfg("trainer.resume=false"))
     assert record["status"] == "diverged" and record["steps"] == 1 and "nan" in record["error"]
     assert record["test_accuracy"] is None
