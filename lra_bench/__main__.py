@@ -17,7 +17,12 @@ log = logging.getLogger("lra_bench")
 
 def main() -> None:
     """Entry point: quick override checks, then the Hydra app."""
-    problem = check_overrides(sys.argv[1:])
+    args = sys.argv[1:]
+    problem = check_overrides(args)
+    if not problem:  # an unparsable override or a sweep without -m, then anything else Hydra would refuse
+        from lra_bench.cli import check_composition, check_syntax
+
+        problem = check_syntax(args) or check_composition(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
@@ -35,14 +40,21 @@ def _in_multirun() -> bool:
 def hydra_app(cfg: DictConfig) -> float | None:
     from lra_bench.train.run import run
 
+    from lra_bench.train.preempt import EXIT_RESUMABLE, Preempted
+
     try:
         record = run(cfg)
+    except Preempted as exc:  # checkpoint saved: exit "try again", so a scheduler can requeue the same command
+        print(f"preempted: {exc}", file=sys.stderr)
+        sys.exit(EXIT_RESUMABLE)
     except LRABenchError as exc:
         if _in_multirun():  # let Hydra record the failed job and go on with the rest of the sweep (exit 1 at the end)
             log.error("error: %s", exc)
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    if "record_path" not in record:  # a torchrun process other than rank 0: rank 0 reports
+        return record.get("test_accuracy")
     if record["status"] != "ok":
         log.error("run %s: %s", record["status"], record["error"])
         return None

@@ -24,6 +24,8 @@ POOLINGS = ("cls", "mean")
 NORMS = ("pre", "post")
 HARNESS_TASK_KWARGS = ("cache_dir", "data_root")  # passed to every task builder from paths.*
 SCHEDULES = ("rsqrt", "cosine", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+NONFINITE = ("stop", "skip")
 LOGGER_BACKENDS = ("wandb", "none")
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -62,6 +64,12 @@ class TrainerConfig:
     threads: Optional[int] = None
     progress: bool = True
     resume: bool = True
+    resume_from: Optional[str] = None  # a checkpoint folder (or a file in it) of another run to continue from
+    force_resume: bool = False  # resume even when that checkpoint was written with a different config
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16 (CUDA only)
+    compile: bool = False  # torch.compile the model
+    on_nonfinite: str = "stop"  # a NaN/inf loss: stop (record `diverged`) or skip the step
+    max_nonfinite_skips: int = 10  # with skip: this many non-finite steps in a row stop the run
 
 
 @dataclass
@@ -173,6 +181,42 @@ def attn_kwargs(attn_cfg: Any) -> tuple[Callable, Dict[str, Any]]:
     return cls, node
 
 
+def _check_resolves(cfg: DictConfig) -> None:
+    """Every ${...} interpolation of the run's sections resolves (a typo in one fails here, in one line)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        for key in RunConfig.__dataclass_fields__:
+            node = cfg.get(key)
+            if isinstance(node, DictConfig):
+                OmegaConf.to_container(node, resolve=True)
+    except OmegaConfBaseException as exc:
+        where = f"{exc.full_key}: " if getattr(exc, "full_key", None) else ""
+        msg = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ConfigError(f"{where}{msg}; fix that ${{...}} reference (on the command line or in conf/)") from None
+
+
+def _module_function(fn: Callable, name: str) -> Optional[Callable]:
+    module = inspect.getmodule(fn)
+    return getattr(module, name, None) if module is not None else None
+
+
+def _check_task_length(builder: Callable, kwargs: Dict[str, Any]) -> None:
+    """`task.max_length` given to a task whose length is fixed (image, pathfinder): the task
+    module's `task_spec` names the length and the fix in one line."""
+    if "max_length" not in kwargs or "max_length" in inspect.signature(builder).parameters:
+        return
+    spec_fn = _module_function(builder, "task_spec")
+    if spec_fn is None:
+        return
+    try:
+        spec_fn(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError):  # other odd options: check_kwargs and the builder report them
+        return
+
+
 def validate(cfg: DictConfig) -> None:
     """Every check that needs no data and no model: run before any expensive work."""
     for section, schema in (("model", ModelConfig), ("trainer", TrainerConfig), ("logger", LoggerConfig),
@@ -185,6 +229,7 @@ def validate(cfg: DictConfig) -> None:
     if extra:
         raise ConfigError(f"unknown top-level key(s) {', '.join(extra)}; accepted: "
                           f"{', '.join(RunConfig.__dataclass_fields__)}")
+    _check_resolves(cfg)
     m, t, lg = cfg.model, cfg.trainer, cfg.logger
     for key in ("hidden_dim", "num_heads", "num_layers", "mlp_dim"):
         _positive(m[key], f"model.{key}")
@@ -203,18 +248,27 @@ def validate(cfg: DictConfig) -> None:
     _positive(t.eval_batch_size, "trainer.eval_batch_size", allow_none=True)
     _positive(t.eval_max_batches, "trainer.eval_max_batches", allow_none=True)
     _positive(t.threads, "trainer.threads", allow_none=True)
-    _positive(t.lr, "trainer.lr")
+    if t.lr <= 0:
+        raise ConfigError(f"trainer.lr={t.lr} must be > 0; e.g. trainer.lr=0.001 (LRA's tasks use 0.05 with the rsqrt "
+                          f"schedule, 0.001 or 0.0005 with cosine)")
     for key in ("warmup_steps", "weight_decay", "grad_clip", "min_lr_ratio"):
         _positive(t[key], f"trainer.{key}", allow_zero=True)
     _choice(t.schedule, SCHEDULES, "trainer.schedule")
+    _choice(t.precision, PRECISIONS, "trainer.precision")
+    _choice(t.on_nonfinite, NONFINITE, "trainer.on_nonfinite")
+    _positive(t.max_nonfinite_skips, "trainer.max_nonfinite_skips")
+    if t.precision == "fp16" and t.device == "cpu":
+        raise ConfigError("trainer.precision=fp16 needs a CUDA device (CPU autocast has no loss scaling); "
+                          "use trainer.precision=bf16 or fp32 on CPU")
     if t.device not in ("auto", "cpu") and not t.device.startswith("cuda"):
         raise ConfigError(f"trainer.device={t.device!r} is not auto, cpu or cuda[:N]; set trainer.device=auto")
     if len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas):
         raise ConfigError(f"trainer.betas={list(t.betas)} must be two numbers in [0, 1); e.g. trainer.betas=[0.9,0.98]")
     _choice(lg.backend, LOGGER_BACKENDS, "logger.backend")
     _choice(lg.mode, WANDB_MODES, "logger.mode")
-    _, builder, kwargs = split_task(cfg.task)
-    check_kwargs(builder, kwargs, "task", provided=HARNESS_TASK_KWARGS)
+    _, builder, task_kwargs = split_task(cfg.task)
+    _check_task_length(builder, task_kwargs)
+    check_kwargs(builder, task_kwargs, "task", provided=HARNESS_TASK_KWARGS)
     cls, kwargs = attn_kwargs(cfg.attn)
     check_kwargs(cls.__init__, kwargs, "attn", provided=("hidden_dim", "num_heads", "dropout"))
     try:  # the mixer's own checks (e.g. dct_type=7), on the meta device: no memory, no data yet

@@ -2,24 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lra_bench.cli import check_overrides
+from tests.cli_helpers import cli
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(tmp_path, *args, timeout=300):
-    env = dict(os.environ, HYDRA_FULL_ERROR="0")
-    return subprocess.run([sys.executable, "-m", "lra_bench", *args, f"paths.root={tmp_path / 'out'}",
-                           f"paths.cache={tmp_path / 'cache'}"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize("args,fragment", [

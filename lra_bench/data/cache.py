@@ -20,6 +20,7 @@ import numpy as np
 from filelock import FileLock
 
 from lra_bench.data.spec import Split
+from lra_bench.errors import LRABenchError
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -86,9 +87,29 @@ def _umask() -> int:
 
 
 def load_or_build(entry: Path, build: Callable[[], Dict[str, Split]], meta: dict) -> Dict[str, Split]:
-    """Return the splits cached at `entry`, building them with `build()` if absent or corrupt."""
+    """Return the splits cached at `entry`, building them with `build()` if absent or corrupt.
+
+    When `build()` raises a user's error (LRABenchError: malformed data, ...), the cache is
+    left as it was found: the lock file and the folders made for this entry are removed."""
+    created = [d for d in (entry.parent, *entry.parent.parents) if not d.exists()]  # deepest first
     entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry) + ".lock"):
+    lock = Path(str(entry) + ".lock")
+    lock_existed = lock.exists()
+    try:
+        return _load_or_build(entry, lock, build, meta)
+    except LRABenchError:
+        if not lock_existed:
+            lock.unlink(missing_ok=True)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: another run's entries are there
+                break
+        raise
+
+
+def _load_or_build(entry: Path, lock: Path, build: Callable[[], Dict[str, Split]], meta: dict) -> Dict[str, Split]:
+    with FileLock(str(lock)):
         if entry.exists() and not _valid_entry(entry):
             log.warning("token cache %s is incomplete or corrupt; rebuilding it", entry)
             shutil.rmtree(entry)

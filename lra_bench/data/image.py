@@ -230,7 +230,7 @@ def task_spec(max_length: Optional[int] = None, **options: Any) -> TaskSpec:
     fixed (one token per pixel of a 32x32 image): a `max_length` other than 1024 is a ConfigError."""
     if max_length is not None and max_length != SIDE * SIDE:
         raise ConfigError(f"image has a fixed length of {SIDE * SIDE} ({SIDE}x{SIDE} pixels); "
-                          f"max_length={max_length} is not possible")
+                          f"max_length={max_length} is not possible: remove task.max_length")
     return TaskSpec(name="image", vocab_size=256, max_length=SIDE * SIDE, num_classes=NUM_CLASSES, pad_id=None)
 
 

@@ -69,6 +69,14 @@ def encode(source: str, max_length: int, where: str = "input") -> np.ndarray:
 def read_tsv(path: Path) -> tuple[list[str], list[int]]:
     """Sources and integer targets of an LRA ListOps TSV file (columns found by header)."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        return _read_rows(path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path} is not an LRA ListOps TSV file ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+                        f"regenerate it (leave task.data_dir unset) or re-download {RELEASE_URL}") from None
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[int]]:
     sources, targets = [], []
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
@@ -76,8 +84,8 @@ def read_tsv(path: Path) -> tuple[list[str], list[int]]:
         if header is None:
             raise DataError(f"{path} is empty; regenerate it (leave task.data_dir unset) or re-download {RELEASE_URL}")
         if "Source" not in header or "Target" not in header:
-            raise DataError(f"{path}: header {header} lacks Source and Target columns; "
-                            f"expected LRA's 'Source\\tTarget' format")
+            raise DataError(f"{path}: header {header} lacks Source and Target columns; make the first line "
+                            f"'Source<tab>Target' (LRA's format) or re-download {RELEASE_URL}")
         si, ti = header.index("Source"), header.index("Target")
         for line, row in enumerate(reader, start=2):
             if not row:
@@ -108,8 +116,45 @@ def _has_files(folder: Path) -> bool:
     return all((folder / f).is_file() for f in FILES.values())
 
 
+def generation_config(generate: Optional[Dict[str, Any]], max_length: int) -> ListOpsGenConfig:
+    """The checked ListOpsGenConfig of `task.generate`: a ConfigError (one line) for unknown keys,
+    impossible values, an empty split, or expressions longer than `max_length` tokens (they
+    would be cut) -- before anything is generated."""
+    try:
+        gen = ListOpsGenConfig(**dict(generate or {}))
+    except TypeError as exc:
+        raise ConfigError(f"task.generate: {exc}; accepted keys: {', '.join(ListOpsGenConfig.__dataclass_fields__)}") from None
+    gen.validate()
+    empty = [split for split in SPLITS if getattr(gen, f"num_{split}") == 0]
+    if empty:
+        raise ConfigError(f"task.generate.num_{empty[0]}=0 leaves the {empty[0]} split empty; set "
+                          f"task.generate.num_{empty[0]}>=1 (LRA: 96000/2000/2000)")
+    longest = gen.max_length - 1  # lengths lie strictly between min_length and max_length
+    if longest > max_length:
+        raise ConfigError(f"task.generate.max_length={gen.max_length} generates expressions of up to {longest} tokens, "
+                          f"more than task.max_length={max_length}, so they would be cut; set task.max_length>="
+                          f"{longest} or task.generate.max_length<={max_length + 1}")
+    return gen
+
+
+def planned_sizes(data_dir: Optional[str] = None, data_root: Optional[str] = None,
+                  generate: Optional[Dict[str, Any]] = None,
+                  **options: Any) -> Optional[tuple[Dict[str, int], Dict[str, str]]]:
+    """({split: examples}, {split: the key that sets it}) of the set `build_listops` would
+    generate, or None when it reads files (their sizes are known only once read) or
+    `generate` is not a valid ListOpsGenConfig (the builder reports that)."""
+    if data_dir is not None or data_root is not None:
+        return None
+    try:
+        gen = ListOpsGenConfig(**dict(generate or {}))
+    except TypeError:
+        return None
+    return ({"train": gen.num_train, "val": gen.num_val, "test": gen.num_test},
+            {split: f"task.generate.num_{split}" for split in SPLITS})
+
+
 def _locate(data_dir: Optional[str], data_root: Optional[str], generate: Dict[str, Any], workers: Optional[int],
-            cache: Path) -> Dict[str, Path]:
+            cache: Path, max_length: int) -> Dict[str, Path]:
     if data_dir is not None or data_root is not None:
         folders = candidates(data_dir, data_root, ["listops-1000"])
         found = first(folders, _has_files)
@@ -119,11 +164,7 @@ def _locate(data_dir: Optional[str], data_root: Optional[str], generate: Dict[st
                             f"unpack {RELEASE_URL} and set task.data_dir=<lra_release>/listops-1000 (or "
                             f"paths.data_root=<lra_release>), or task.data_dir=null and paths.data_root=null to generate the data")
         return {s: found / f for s, f in FILES.items()}
-    try:
-        gen = ListOpsGenConfig(**generate)
-    except TypeError as exc:
-        raise ConfigError(f"task.generate: {exc}; accepted keys: {', '.join(ListOpsGenConfig.__dataclass_fields__)}") from None
-    gen.validate()
+    gen = generation_config(generate, max_length)
     out = cache / "listops" / "generated" / digest({"version": GENERATOR_VERSION, **gen.__dict__})
     paths = {s: out / f for s, f in FILES.items()}
     if not all(p.is_file() for p in paths.values()):
@@ -159,7 +200,7 @@ def build_listops(data_dir: Optional[str] = None, max_length: int = MAX_LENGTH,
     if max_length < 1:
         raise ConfigError(f"task.max_length={max_length} must be >= 1; LRA uses task.max_length=2000")
     cache = resolve_cache_dir(cache_dir)
-    paths = _locate(data_dir, data_root, dict(generate or {}), workers, cache)
+    paths = _locate(data_dir, data_root, dict(generate or {}), workers, cache, max_length)
     sources = {s: {"path": str(p.resolve()), "digest": file_digest(p)} for s, p in paths.items()}
     key = {"task": "listops", "tokenizer": TOKENIZER_VERSION, "max_length": max_length,
            "sources": {s: v["digest"] for s, v in sources.items()}}

@@ -118,6 +118,16 @@ def read_metadata(files: Sequence[Path]) -> Tuple[List[str], np.ndarray]:
     return rels, np.asarray(labels, dtype=np.int64)
 
 
+def check_image_folders(root: Path, rels: Sequence[str]) -> None:
+    """DataError (one line) when not one of the image folders the metadata lists exists,
+    before anything is decoded or cached; some missing images only skip those (logged)."""
+    folders = sorted({rel.rsplit("/", 1)[0] for rel in rels})
+    if folders and not any((root / folder).is_dir() for folder in folders):
+        raise DataError(f"pathfinder: none of the {len(folders)} image folders listed in {root / 'metadata'} exists "
+                        f"(e.g. {root / folders[0]}); re-unpack {RELEASE_URL} so that imgs/ lies beside metadata/, "
+                        f"or point task.data_dir at the folder holding both")
+
+
 def fingerprint(root: Path, files: Sequence[Path], rels: Sequence[str]) -> str:
     """Hash of the metadata files' contents and every listed image's (path, size, mtime_ns)."""
     metadata = digest([(f.name, file_digest(f)) for f in files])
@@ -200,6 +210,10 @@ def read_images(root: Path, rels: List[str], labels: np.ndarray, resolution: int
         if len(chunks) > 1 and ((c + 1) % report_every == 0 or c + 1 == len(chunks)):
             log.info("pathfinder: decoded %d/%d images", min((c + 1) * CHUNK, n), n)
     skipped_total = n - sum(filled.values())
+    if skipped_total == n:
+        raise DataError(f"pathfinder: none of the {n} images listed in {root / 'metadata'} is readable (missing, "
+                        f"empty or not a PNG; e.g. {example}); re-unpack {RELEASE_URL} (imgs/ beside metadata/) "
+                        f"or leave task.data_dir and paths.data_root unset to generate a set")
     if skipped_total:
         log.warning("pathfinder: skipped %d of %d images that are missing, empty or unreadable (e.g. %s)",
                     skipped_total, n, example)
@@ -233,6 +247,10 @@ def _generated_root(resolution: int, difficulty: str, generate: Dict[str, Any], 
                              if f.name not in ("resolution", "contour_length"))
         raise ConfigError(f"task.generate: {exc}; accepted keys: {accepted}") from None
     gen.validate()
+    empty = [split for split, (lo, hi) in split_bounds(gen.num_samples).items() if hi == lo]
+    if empty:
+        raise ConfigError(f"task.generate.num_samples={gen.num_samples} leaves the {'/'.join(empty)} split(s) empty "
+                          f"(split 80/10/10); set task.generate.num_samples>=8 (LRA's release: 200000)")
     out = cache / "pathfinder" / "generated" / digest(
         {"version": pg.GENERATOR_VERSION, "difficulty": difficulty, **dataclasses.asdict(gen)})
     root = out / f"pathfinder{resolution}" / difficulty
@@ -272,9 +290,29 @@ def task_spec(max_length: Optional[int] = None, resolution: int = RESOLUTION, **
     resolution**2 is a ConfigError."""
     if max_length is not None and max_length != resolution * resolution:
         raise ConfigError(f"{task_name(resolution)} has a fixed length of {resolution * resolution} "
-                          f"(task.resolution={resolution}, squared); max_length={max_length} is not possible")
+                          f"(task.resolution={resolution}, squared); max_length={max_length} is not possible: "
+                          f"remove task.max_length, or change task.resolution for another length")
     return TaskSpec(name=task_name(resolution), vocab_size=256, max_length=resolution * resolution,
                     num_classes=2, pad_id=None)
+
+
+def planned_sizes(resolution: int = RESOLUTION, data_dir: Optional[str] = None, data_root: Optional[str] = None,
+                  generate: Optional[Dict[str, Any]] = None,
+                  **options: Any) -> Optional[Tuple[Dict[str, int], Dict[str, str]]]:
+    """({split: examples}, {split: the key that sets it}) of the set `build_pathfinder` would
+    generate, or None when it reads files (their sizes are known only once read) or the
+    options are odd (the builder reports those)."""
+    if data_dir is not None or data_root is not None:
+        return None
+    try:
+        from lra_bench.data.pathfinder_generator import PathfinderGenConfig
+    except ImportError:  # the builder reports it
+        return None
+    num_samples = dict(generate or {}).get("num_samples", PathfinderGenConfig.num_samples)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
+        return None
+    sizes = {split: hi - lo for split, (lo, hi) in split_bounds(num_samples).items()}
+    return sizes, dict.fromkeys(sizes, "task.generate.num_samples (split 80/10/10)")
 
 
 def build_pathfinder(resolution: int = RESOLUTION, difficulty: str = "curv_contour_length_14",
@@ -294,6 +332,7 @@ def build_pathfinder(resolution: int = RESOLUTION, difficulty: str = "curv_conto
     root, generated = _locate(resolution, difficulty, data_dir, data_root, dict(generate or {}), workers, cache)
     files = metadata_files(root)
     rels, labels = read_metadata(files)
+    check_image_folders(root, rels)
     key = {"task": "pathfinder", "loader": LOADER_VERSION, "resolution": resolution, "difficulty": difficulty,
            "source": fingerprint(root, files, rels)}
     entry = cache / "pathfinder" / "tokens" / digest(key)
