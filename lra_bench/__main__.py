@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -36,6 +38,19 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _remove_hydra_output() -> None:
+    """A run stopped by a user error leaves nothing behind: Hydra's folder for it (its config
+    snapshot and log) goes, with the parents it created if they are left empty."""
+    from hydra.core.hydra_config import HydraConfig
+
+    out = Path(HydraConfig.get().runtime.output_dir).resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    for parent in out.parents:
+        if parent == Path.cwd() or not parent.is_dir() or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def hydra_app(cfg: DictConfig) -> float | None:
     from lra_bench.train.run import run
@@ -52,8 +67,11 @@ def hydra_app(cfg: DictConfig) -> float | None:
             log.error("error: %s", exc)
             raise
         print(f"error: {exc}", file=sys.stderr)
+        _remove_hydra_output()
         sys.exit(2)
     if "record_path" not in record:  # a torchrun process other than rank 0: rank 0 reports
+        if record.get("status") != "ok":
+            sys.exit(1)
         return record.get("test_accuracy")
     if record["status"] != "ok":
         log.error("run %s: %s", record["status"], record["error"])

@@ -1,8 +1,11 @@
-"""Atomic checkpoints: written to a temporary file, then renamed over the target.
+"""Checkpoints: written to a temporary file, then renamed over the target.
 
 The previous `last.pt` is kept as `prev.pt`, so a checkpoint that fails to load (a
 truncated file, a disk error) falls back to the one before it, with a warning that names
-the bad file. `best.pt` holds the best-val weights and the step they are from.
+the bad file. The best-val weights are written as `best-<step>.pt` when found and kept as
+long as a checkpoint (`last.pt` or `prev.pt`) points at them, so the best weights a
+resumed run ends with are always those its checkpoint recorded, even when a kill fell
+between the two writes; at the end of a run they are published as `best.pt`.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from lra_bench.errors import ConfigError
+from lra_bench.errors import ConfigError, DataError
 from lra_bench.io import atomic_write
 from lra_bench.train.distributed import Dist
 
@@ -66,7 +69,9 @@ def save_training_state(ckpt_dir: Path, state: dict) -> None:
 
 
 def load_training_state(ckpt_dir: Path) -> Optional[dict]:
-    """The newest loadable training state in `ckpt_dir`, or None when there is none."""
+    """The newest loadable training state in `ckpt_dir`; None when it holds none. Raises a
+    one-line DataError when checkpoints exist but none of them loads."""
+    problems = []
     for path in (ckpt_dir / "last.pt", ckpt_dir / "prev.pt"):
         if not path.exists():
             continue
@@ -76,25 +81,59 @@ def load_training_state(ckpt_dir: Path) -> Optional[dict]:
                 raise ValueError("not a training state")
             return state
         except Exception as exc:  # a corrupt file can fail in many ways inside torch.load
+            problems.append(f"{path.name}: {' '.join(str(exc).split())[:120]}")
             log.warning("checkpoint %s is unreadable (%s); trying an older one", path, exc)
+    if problems:
+        raise DataError(f"no checkpoint in {ckpt_dir} can be read ({'; '.join(problems)}); move the folder away to "
+                        "keep it, or pass trainer.resume=false to start this run afresh")
     return None
 
 
-def copy_best(source: Path, ckpt_dir: Path) -> None:
-    """Copy `best.pt` from the run resumed from into this run's folder (atomically)."""
-    if (source / "best.pt").is_file():
-        with atomic_write(ckpt_dir / "best.pt", "wb") as f:
-            f.write((source / "best.pt").read_bytes())
+def clear(ckpt_dir: Path) -> None:
+    """Remove a previous run's checkpoints and best weights (a fresh start must never fall back to them)."""
+    for path in [ckpt_dir / "last.pt", ckpt_dir / "prev.pt", ckpt_dir / "best.pt", *ckpt_dir.glob("best-*.pt")]:
+        path.unlink(missing_ok=True)
+
+
+def best_path(ckpt_dir: Path, step: int) -> Path:
+    return ckpt_dir / f"best-{step}.pt"
+
+
+def save_best(ckpt_dir: Path, step: int, weights: dict) -> None:
+    atomic_save({"step": step, "model": weights}, best_path(ckpt_dir, step))
+
+
+def prune_best(ckpt_dir: Path, keep: set) -> None:
+    """Delete best-<step>.pt files whose step no checkpoint in `keep` points at."""
+    for path in ckpt_dir.glob("best-*.pt"):
+        step = path.stem.split("-", 1)[1]
+        if step.isdigit() and int(step) not in keep:
+            path.unlink(missing_ok=True)
+
+
+def publish_best(ckpt_dir: Path, step: int) -> None:
+    """Copy the weights of the best val step to `best.pt`, the file users take."""
+    with atomic_write(ckpt_dir / "best.pt", "wb") as f:
+        f.write(best_path(ckpt_dir, step).read_bytes())
+
+
+def copy_best(source: Path, ckpt_dir: Path, step: int) -> None:
+    """Bring the best weights of the run resumed from (best-<step>.pt) into this run's folder."""
+    if best_path(source, step).is_file() and source != ckpt_dir:
+        with atomic_write(best_path(ckpt_dir, step), "wb") as f:
+            f.write(best_path(source, step).read_bytes())
 
 
 def load_best(ckpt_dir: Path, best_step: int, device: torch.device) -> dict:
-    """The weights saved at the best val step (`best.pt`), checked to be that step's."""
-    saved = torch.load(ckpt_dir / "best.pt", map_location=device, weights_only=True)
-    if "model" not in saved:  # written before best.pt carried its step
-        return saved
+    """The weights saved at the best val step, checked to be that step's."""
+    path = best_path(ckpt_dir, best_step)
+    if not path.is_file():
+        raise DataError(f"{path} (the best val weights the checkpoint points at) is missing; rerun with "
+                        "trainer.resume=false to train this run afresh")
+    saved = torch.load(path, map_location=device, weights_only=True)
     if saved.get("step") != best_step:
-        raise RuntimeError(f"{ckpt_dir / 'best.pt'} holds the weights of step {saved.get('step')}, but the best val "
-                           f"score was at step {best_step}; rerun with trainer.resume=false to start this run afresh")
+        raise DataError(f"{path} holds the weights of step {saved.get('step')}, not {best_step}; rerun with "
+                        "trainer.resume=false to train this run afresh")
     return saved["model"]
 
 
@@ -126,11 +165,14 @@ def config_differences(saved: dict, current: dict) -> list[str]:
 def resume_source(tcfg: Any, ckpt_dir: Path, identity: dict) -> Optional[Path]:
     """The checkpoint folder this run continues from, or None for a fresh start.
 
-    `trainer.resume_from` names one explicitly; otherwise the run's own folder is used when
-    it holds a checkpoint and `trainer.resume` is on. A folder written with a different
-    configuration is refused (one line naming the differences) unless
-    `trainer.force_resume=true`. Reads only the small run.json: cheap, before any work."""
-    explicit = bool(tcfg.resume_from)
+    The run's own folder, when it holds a checkpoint and `trainer.resume` is on; else the
+    folder `trainer.resume_from` names (another run's, to continue it under this config).
+    A folder written with a different configuration is refused (one line naming the
+    differences) unless `trainer.force_resume=true`. Reads only the small run.json."""
+    own = tcfg.resume and any((ckpt_dir / name).is_file() for name in ("last.pt", "prev.pt"))
+    explicit = bool(tcfg.resume_from) and not own  # after its first checkpoint a run continues its own
+    if own and tcfg.resume_from:
+        log.info("continuing this run's own checkpoint in %s (trainer.resume_from seeds a fresh run only)", ckpt_dir)
     if explicit:
         src = Path(str(tcfg.resume_from)).expanduser()
         src = src.parent if src.is_file() else src
@@ -159,8 +201,8 @@ def resume_source(tcfg: Any, ckpt_dir: Path, identity: dict) -> Optional[Path]:
     if diff:
         shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
         if not tcfg.force_resume:
+            other = "drop trainer.resume_from" if explicit else "pass trainer.resume=false to start afresh"
             raise ConfigError(f"the checkpoint in {src} was written with a different config ({shown}); add "
-                              "trainer.force_resume=true to resume from it anyway, or trainer.resume=false to "
-                              "start afresh")
+                              f"trainer.force_resume=true to resume from it anyway, or {other}")
         log.warning("resuming from %s although its config differs (%s), as trainer.force_resume asks", src, shown)
     return src

@@ -33,8 +33,9 @@ class WandbLogger(NullLogger):
         self.run = None
         try:
             import wandb
-        except ImportError as exc:
-            log.warning("W&B is not installed (%s); continuing without it (pip install wandb)", exc)
+        except Exception as exc:  # not installed, or broken on import
+            log.warning("W&B cannot be imported (%s: %s); continuing without it (pip install wandb)",
+                        type(exc).__name__, exc)
             return
         Path(directory).mkdir(parents=True, exist_ok=True)
         kwargs = dict(project=project, entity=entity, group=group, tags=list(tags), name=name, config=config,

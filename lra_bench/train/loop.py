@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -27,20 +28,21 @@ from tqdm.auto import tqdm
 
 from lra_bench.data.spec import TaskData
 from lra_bench.train import precision as amp_mode
-from lra_bench.train.checkpoint import atomic_save, copy_best, load_best, load_training_state, restore_rng, \
-    rng_state, save_training_state
+from lra_bench.train.checkpoint import clear, copy_best, load_best, prune_best, publish_best, restore_rng, \
+    rng_state, save_best, save_training_state
 from lra_bench.train.distributed import Dist
 from lra_bench.train.metrics import Throughput, is_out_of_memory, peak_memory_bytes, reset_peak_memory
 from lra_bench.train.preempt import Preempted, StopSignals
-from lra_bench.train.step import OutOfMemory, evaluate, forward_backward, make_optimizer, optimizer_step
+from lra_bench.train.step import OutOfMemory, apply_update, evaluate, forward_backward, make_optimizer, \
+    unscale_and_clip
 
 log = logging.getLogger(__name__)
 
 
 class Diverged(RuntimeError):
-    def __init__(self, step: int, loss: float):
-        super().__init__(f"loss became {loss} at step {step}")
-        self.step, self.loss = step, loss
+    def __init__(self, step: int, value: float, what: str = "loss"):
+        super().__init__(f"{what} became {value} at step {step}")
+        self.step, self.value, self.what = step, value, what
 
 
 @dataclass
@@ -57,6 +59,7 @@ class TrainResult:
     peak_memory_kind: str = ""
     skipped_steps: int = 0
     precision: str = "fp32"
+    train_wall_s: float = 0.0  # training and evaluation time of every process the run took (to its last checkpoint)
 
 
 def train_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -79,9 +82,9 @@ def _wrap(model: nn.Module, tcfg: Any, device: torch.device, dist: Dist) -> nn.M
 
 def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: torch.device, ckpt_dir: Path,
           on_metrics: Callable[[dict, int], None] = lambda m, s: None, dist: Dist = Dist(),
-          resume_dir: Optional[Path] = None) -> TrainResult:
-    """Train for `tcfg.max_steps` steps, resuming from the checkpoint in `resume_dir` (default:
-    `ckpt_dir` when `tcfg.resume`) and checkpointing into `ckpt_dir`."""
+          resume: Optional[tuple[Path, dict]] = None) -> TrainResult:
+    """Train for `tcfg.max_steps` steps into `ckpt_dir`, continuing `resume` = (the folder it
+    was read from, the training state loaded from it) when given, else from scratch."""
     model.to(device)
     precision = amp_mode.resolve(tcfg.precision, device)
     scaler = amp_mode.grad_scaler(precision, device)
@@ -91,11 +94,13 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
     dist.local_batch(tcfg.batch_size)  # the global batch must split evenly over the processes
     if dist.rank > 0:  # each process its own dropout stream; rank 0 keeps the single-process one
         torch.manual_seed(seed * 1_000_003 + dist.rank)
+    # everything the next step and the final record depend on besides weights, optimizer and RNG
     s = {"step": 0, "best_val_accuracy": -1.0, "best_step": 0, "history": [], "span": [0.0, 0.0, 0.0],
-         "skipped_steps": 0, "nonfinite_run": 0}
+         "skipped_steps": 0, "nonfinite_run": 0, "throughput": None, "peak_memory_bytes": 0, "wall_s": 0.0}
     resumed_from = None
-    source = resume_dir if resume_dir is not None else (ckpt_dir if tcfg.resume else None)
-    state = load_training_state(source) if source is not None else None
+    source, state = resume if resume is not None else (None, None)
+    if state is None and dist.is_main:  # a fresh start never falls back to an older run's files
+        clear(ckpt_dir)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -105,10 +110,11 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
         restore_rng(state["rng"], dist)
         s.update({k: state[k] for k in s if k in state})
         resumed_from = s["step"]
-        if source != ckpt_dir and dist.is_main:  # the best weights so far come along from the other run
-            copy_best(source, ckpt_dir)
+        if dist.is_main:  # from another run's folder, the best weights so far come along
+            copy_best(source, ckpt_dir, s["best_step"])
         log.info("resumed from %s at step %d (best val accuracy %.4f at step %d)", source, s["step"],
                  s["best_val_accuracy"], s["best_step"])
+    kept_best = {s["best_step"]}  # the best weights the newest checkpoint points at
 
     def evaluation(split: Any, max_batches: Optional[int]) -> dict:
         try:
@@ -119,14 +125,22 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
 
     def checkpoint() -> None:
         rngs = dist.gather(rng_state())  # every process's RNG state, on rank 0
+        s.update(throughput=meter.state(), peak_memory_bytes=max(s["peak_memory_bytes"], peak_memory_bytes(device)),
+                 wall_s=earlier_wall_s + time.perf_counter() - t0)
         if dist.is_main:
             save_training_state(ckpt_dir, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                            "scheduler": sched.state_dict(), "rng": rngs,
                                            "scaler": scaler.state_dict() if scaler is not None else None, **s})
+            prune_best(ckpt_dir, kept_best | {s["best_step"]})  # what last.pt and prev.pt point at
+        kept_best.clear()
+        kept_best.add(s["best_step"])
         dist.barrier()
 
     meter = Throughput(device)
+    if s["throughput"]:
+        meter.load(s["throughput"])
     peak_kind = reset_peak_memory(device)
+    t0, earlier_wall_s = time.perf_counter(), s["wall_s"]
     bar = tqdm(total=tcfg.max_steps, initial=s["step"], desc="train", disable=not (tcfg.progress and dist.is_main),
                dynamic_ncols=True)
     with StopSignals() as stop:
@@ -146,10 +160,13 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
             loss_sum, hits, count, stop_flag = dist.sum(
                 [loss.item() * len(y), (logits.argmax(-1) == y).sum().item(), len(y), float(stop.requested)], device)
             s["step"] += 1
-            if not math.isfinite(loss_sum):
-                _nonfinite(s, tcfg, loss_sum / count, opt, sched)
+            # a non-finite gradient with a finite loss would put NaN in the weights just the same
+            norm = unscale_and_clip(net, opt, tcfg.grad_clip, scaler) if math.isfinite(loss_sum) else math.nan
+            if not math.isfinite(loss_sum) or not (math.isfinite(norm) or scaler is not None):
+                bad = ("loss", loss_sum / count) if not math.isfinite(loss_sum) else ("gradient norm", norm)
+                _nonfinite(s, tcfg, bad, opt, sched)
             else:
-                optimizer_step(net, opt, sched, tcfg.grad_clip, scaler)
+                apply_update(opt, sched, scaler)
                 s["nonfinite_run"] = 0
                 span = s["span"]
                 span[0], span[1], span[2] = span[0] + loss_sum, span[1] + hits, span[2] + count
@@ -171,27 +188,33 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
                 raise Preempted(s["step"], stop.signame or "a signal to another process", ckpt_dir)
     bar.close()
 
-    dist.barrier()  # rank 0 has written best.pt
+    dist.barrier()  # rank 0 has written the best weights
     model.load_state_dict(load_best(ckpt_dir, s["best_step"], device))
+    if dist.is_main:
+        publish_best(ckpt_dir, s["best_step"])
     test = evaluation(data.test, None)
     log.info("test accuracy %.4f with the weights of step %d (best val accuracy %.4f)",
              test["accuracy"], s["best_step"], s["best_val_accuracy"])
     return TrainResult(steps=s["step"], best_val_accuracy=s["best_val_accuracy"], best_step=s["best_step"],
                        test_accuracy=test["accuracy"], test_loss=test["loss"], throughput=meter.rates(),
-                       peak_memory_bytes=peak_memory_bytes(device), resumed_from=resumed_from, history=s["history"],
-                       peak_memory_kind=peak_kind, skipped_steps=s["skipped_steps"], precision=precision)
+                       peak_memory_bytes=max(s["peak_memory_bytes"], peak_memory_bytes(device)),
+                       resumed_from=resumed_from, history=s["history"], peak_memory_kind=peak_kind,
+                       skipped_steps=s["skipped_steps"], precision=precision,
+                       train_wall_s=earlier_wall_s + time.perf_counter() - t0)
 
 
-def _nonfinite(s: dict, tcfg: Any, loss: float, opt: torch.optim.Optimizer, sched: Any) -> None:
-    """A NaN/inf loss: stop (`Diverged`) or, with on_nonfinite=skip, drop the step's gradients
-    (the schedule still advances: the lr follows the step count)."""
+def _nonfinite(s: dict, tcfg: Any, bad: tuple[str, float], opt: torch.optim.Optimizer, sched: Any) -> None:
+    """A NaN/inf loss or gradient (`bad` = (what, value)): stop (`Diverged`) or, with
+    on_nonfinite=skip, drop the step's gradients (the schedule still advances: the lr
+    follows the step count)."""
+    what, value = bad
     if tcfg.on_nonfinite == "stop":
-        raise Diverged(s["step"], loss)
+        raise Diverged(s["step"], value, what)
     s["skipped_steps"] += 1
     s["nonfinite_run"] += 1
     if s["nonfinite_run"] >= tcfg.max_nonfinite_skips:
-        raise Diverged(s["step"], loss)
-    log.warning("loss %s at step %d: step skipped (%d in a row)", loss, s["step"], s["nonfinite_run"])
+        raise Diverged(s["step"], value, what)
+    log.warning("%s %s at step %d: step skipped (%d in a row)", what, value, s["step"], s["nonfinite_run"])
     opt.zero_grad(set_to_none=True)
     sched.step()
 
@@ -208,7 +231,7 @@ def _evaluate_and_keep_best(s: dict, val: dict, sched: Any, meter: Throughput, d
     if val["accuracy"] > s["best_val_accuracy"]:
         s["best_val_accuracy"], s["best_step"] = val["accuracy"], s["step"]
         if dist.is_main:
-            atomic_save({"step": s["step"], "model": model.state_dict()}, ckpt_dir / "best.pt")
+            save_best(ckpt_dir, s["step"], model.state_dict())
     s["history"].append(metrics)
     if dist.is_main:
         on_metrics(metrics, s["step"])

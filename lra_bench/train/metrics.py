@@ -85,6 +85,14 @@ class Throughput:
         self.seconds += time.perf_counter() - self._start
         self.examples, self.tokens, self.steps = self.examples + examples, self.tokens + tokens, self.steps + 1
 
+    def state(self) -> dict:
+        """The counts so far, for a checkpoint: a resumed run reports rates over all its training."""
+        return {"seconds": self.seconds, "examples": self.examples, "tokens": self.tokens, "steps": self.steps}
+
+    def load(self, state: dict) -> None:
+        self.seconds, self.examples, self.tokens, self.steps = (state[k] for k in ("seconds", "examples", "tokens",
+                                                                                   "steps"))
+
     def rates(self) -> dict:
         s = max(self.seconds, 1e-9)
         return {"examples_per_s": self.examples / s, "tokens_per_s": self.tokens / s, "steps_per_s": self.steps / s}

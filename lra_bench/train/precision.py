@@ -1,6 +1,7 @@
 """Mixed precision and compilation for a training run (`trainer.precision`, `trainer.compile`).
 
-`precision=auto` is bf16 autocast on CUDA devices that support it and float32 elsewhere
+`precision=auto` is bf16 autocast on CUDA devices with native bf16 (Ampere and later) and
+float32 elsewhere
 (CPU autocast is opt-in: `trainer.precision=bf16`). fp16 adds a gradient scaler and needs
 CUDA. Weights, optimizer state and the loss stay float32 in every mode, and the LST layers
 run their transforms in float32 inside autocast (lra_bench.attention.lst_core).
@@ -21,11 +22,15 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def resolve(precision: str, device: torch.device) -> str:
     """The precision a run uses: `auto` made concrete for `device`, others checked against it."""
+    native_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if native_bf16 else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"trainer.precision=fp16 needs a CUDA device, not {device}; use trainer.precision=bf16 "
                           "or fp32")
+    if precision == "bf16" and device.type == "cuda" and not native_bf16:
+        raise ConfigError(f"trainer.precision=bf16: {torch.cuda.get_device_name(device)} has no native bfloat16; "
+                          "use trainer.precision=fp16 or fp32")
     return precision
 
 

@@ -4,13 +4,14 @@ While a `StopSignals` context is active the first SIGTERM or SIGINT only sets a 
 training loop sees it at the next step boundary, writes a checkpoint and raises
 `Preempted`, and the command exits with `EXIT_RESUMABLE` (75, EX_TEMPFAIL: "try again"),
 so a scheduler or script knows the same command will continue the run. A second SIGINT
-interrupts at once (KeyboardInterrupt), as Ctrl-C usually does.
+more than 2 s later interrupts at once (KeyboardInterrupt), as Ctrl-C usually does.
 """
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -31,9 +32,11 @@ class StopSignals:
     """Context manager turning SIGTERM / SIGINT into a flag (`requested`, `signame`)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    ECHO_S = 2.0  # a repeat within this many seconds is the same request
 
     def __init__(self) -> None:
         self.signame: Optional[str] = None
+        self._first = 0.0
         self._previous: dict = {}
 
     @property
@@ -41,8 +44,13 @@ class StopSignals:
         return self.signame is not None
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signame is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        if self.signame is not None:
+            # A second Ctrl-C stops at once, unless it is the echo of the first: under torchrun a
+            # worker gets the terminal's SIGINT and then torchrun's copy of it.
+            if signum == signal.SIGINT and time.monotonic() - self._first > self.ECHO_S:
+                raise KeyboardInterrupt
+            return
+        self._first = time.monotonic()
         self.signame = signal.Signals(signum).name
         log.warning("%s received: saving a checkpoint at the end of this step, then stopping", self.signame)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from lra_bench.config import attn_kwargs, split_task, validate
@@ -23,7 +24,8 @@ from lra_bench.data.cache import digest
 from lra_bench.errors import ConfigError, DataError
 from lra_bench.models import build_model
 from lra_bench.train import distributed
-from lra_bench.train.checkpoint import resume_source, write_run_info
+from lra_bench.train import precision as amp_mode
+from lra_bench.train.checkpoint import load_training_state, resume_source, write_run_info
 from lra_bench.train.logger import NullLogger, make_logger
 from lra_bench.train.loop import Diverged, train
 from lra_bench.train.preempt import EXIT_RESUMABLE, Preempted
@@ -104,7 +106,9 @@ def run(cfg: DictConfig) -> dict:
     check_writable(cfg)
     ckpt_dir = Path(cfg.paths.checkpoints) / rid
     resume_dir = resume_source(cfg.trainer, ckpt_dir, identity(cfg))
+    state = load_training_state(resume_dir) if resume_dir is not None else None  # unreadable: one line, now
     device = distributed.init(ranks, cfg.trainer.device)
+    amp_mode.resolve(cfg.trainer.precision, device)  # e.g. fp16 without CUDA: one line, before the data
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
 
@@ -127,18 +131,20 @@ def run(cfg: DictConfig) -> dict:
               "device": str(device), "hardware": hardware(device), "torch_version": torch.__version__,
               "git_commit": git_commit(), "config": resolved, "data": data.info,
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "error": None}
+    lock = _lock_run(ckpt_dir, rid) if ranks.is_main else None
     logger = make_logger(cfg, name=rid, config=resolved) if ranks.is_main else NullLogger()
     if ranks.is_main:
         write_run_info(ckpt_dir, rid, identity(cfg))
     t0 = time.perf_counter()
     try:
         result = train(model, data, cfg.trainer, seed=seed, device=device, ckpt_dir=ckpt_dir, on_metrics=logger.log,
-                       dist=ranks, resume_dir=resume_dir)
+                       dist=ranks, resume=None if state is None else (resume_dir, state))
         record.update(status="ok", steps=result.steps, best_val_accuracy=result.best_val_accuracy,
                       best_step=result.best_step, test_accuracy=result.test_accuracy, test_loss=result.test_loss,
                       peak_memory_bytes=result.peak_memory_bytes, peak_memory_kind=result.peak_memory_kind,
                       resumed_from=result.resumed_from, skipped_steps=result.skipped_steps,
-                      precision=result.precision, history=result.history, **result.throughput)
+                      train_wall_s=result.train_wall_s, precision=result.precision, history=result.history,
+                      **result.throughput)
     except Diverged as exc:
         record.update(status="diverged", error=str(exc), steps=exc.step)
     except OutOfMemory as exc:  # a result of the configuration (too long, too big): recorded, not raised
@@ -166,7 +172,22 @@ def run(cfg: DictConfig) -> dict:
         if "status" in record and ranks.is_main:
             _finish(record, cfg, logger, device, t0)
         distributed.shutdown(ranks)
+        if lock is not None:
+            lock.release()
     return record
+
+
+def _lock_run(ckpt_dir: Path, rid: str) -> FileLock:
+    """Hold `<checkpoints>/<run id>.lock` while the run trains: a second process with the
+    same run id (the same config launched twice) would interleave checkpoints with it."""
+    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(ckpt_dir) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(f"run {rid} is already training in another process (it holds {lock.lock_file}); wait "
+                          "for it to finish, or give this one another paths.root") from None
+    return lock
 
 
 def _finish(record: dict, cfg: DictConfig, logger: Any, device: torch.device, t0: float) -> None:
@@ -191,5 +212,5 @@ _SUMMARY_KEYS = ("task", "attn", "seed", "seq_len", "batch_size", "status", "bes
 def _complete(record: dict) -> dict:
     """Every schema key present (None where the run did not get that far)."""
     return {**{k: None for k in _SUMMARY_KEYS + ("best_step", "test_loss", "resumed_from", "peak_memory_kind",
-                                                       "skipped_steps", "precision", "oom")},
+                                                       "skipped_steps", "precision", "oom", "train_wall_s")},
             "history": [], **record}

@@ -139,7 +139,7 @@ def test_a_corrupt_checkpoint_is_reported_and_the_previous_one_used(compose_cfg,
     with pytest.raises(KeyboardInterrupt):
         run(cfg)
     monkeypatch.undo()
-    (ckpt,) = Path(cfg.paths.checkpoints).iterdir()
+    (ckpt,) = [p for p in Path(cfg.paths.checkpoints).iterdir() if p.is_dir()]
     last = ckpt / "last.pt"
     assert torch.load(last, weights_only=False)["step"] == 9
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated, as by a full disk
@@ -169,9 +169,41 @@ def test_divergence_stops_before_the_update_and_keeps_the_last_good_checkpoints(
     record = run(compose_cfg("trainer.resume=false"))
     assert record["status"] == "diverged" and record["steps"] == 7 and "at step 7" in record["error"]
     ckpt = Path(record["config"]["paths"]["checkpoints"]) / record["run_id"]
-    best = torch.load(ckpt / "best.pt", weights_only=True)
+    assert [p.name for p in ckpt.glob("best*.pt")] == ["best-6.pt"]  # never published: the run did not end
+    best = torch.load(ckpt / "best-6.pt", weights_only=True)
     assert best["step"] == 6 and all(torch.isfinite(t).all() for t in best["model"].values())
-    assert torch.load(ckpt / "last.pt", weights_only=False)["step"] == 6
+    last = torch.load(ckpt / "last.pt", weights_only=False)
+    assert last["step"] == 6 and all(torch.isfinite(t).all() for t in last["model"].values())
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_also_stops_before_the_update(compose_cfg, monkeypatch):
+    real = torch.Tensor.backward
+    calls = {"n": 0}
+
+    def backward(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third step's gradients blow up although its loss was finite
+            next(p for p in torch.nn.Module.parameters(model[0]) if p.grad is not None).grad.fill_(float("inf"))
+
+    model = []
+    real_build = sys.modules["lra_bench.train.run"].build_model
+    monkeypatch.setattr(sys.modules["lra_bench.train.run"], "build_model",
+                        lambda *a, **k: model.append(real_build(*a, **k)) or model[0])
+    monkeypatch.setattr(torch.Tensor, "backward", backward)
+    record = run(compose_cfg("trainer.resume=false"))
+    assert record["status"] == "diverged" and record["steps"] == 3 and "gradient norm became" in record["error"]
+    assert all(torch.isfinite(p).all() for p in model[0].parameters())
+
+
+def test_only_the_best_weights_checkpoints_point_at_are_kept_and_published(compose_cfg):
+    record = run(compose_cfg("trainer.resume=false", "trainer.checkpoint_every=2", "trainer.eval_every=3"))
+    ckpt = Path(record["config"]["paths"]["checkpoints"]) / record["run_id"]
+    pointed = {torch.load(ckpt / name, weights_only=False)["best_step"] for name in ("last.pt", "prev.pt")}
+    assert {int(p.stem.split("-")[1]) for p in ckpt.glob("best-*.pt")} <= pointed
+    best = torch.load(ckpt / "best.pt", weights_only=True)
+    assert best["step"] == record["best_step"]
+    assert same_weights(best["model"], torch.load(ckpt / f"best-{record['best_step']}.pt", weights_only=True)["model"])
 
 
 def test_skip_mode_skips_non_finite_steps_and_stops_after_too_many_in_a_row(compose_cfg, monkeypatch):
@@ -248,3 +280,15 @@ def test_wandb_online_failure_falls_back_to_offline_and_the_record_is_written(co
     assert fake.modes == ["online", "offline"] and record["status"] == "ok"
     assert Path(record["record_path"]).is_file()
     assert any("trying offline" in r.getMessage() for r in caplog.records)
+
+
+def test_rerunning_a_finished_run_reports_its_training_not_the_rerun(compose_cfg):
+    cfg = compose_cfg()
+    first = run(cfg)
+    again = run(cfg)  # finds last.pt at max_steps: nothing to train, the test split evaluated again
+    assert again["resumed_from"] == 12 and again["test_accuracy"] == first["test_accuracy"]
+    for key in ("examples_per_s", "tokens_per_s", "steps_per_s"):
+        assert again[key] == pytest.approx(first[key]) and again[key] > 0
+    assert again["peak_memory_bytes"] >= first["peak_memory_bytes"] * 0.99
+    last = torch.load(Path(first["config"]["paths"]["checkpoints"]) / first["run_id"] / "last.pt", weights_only=False)
+    assert again["train_wall_s"] >= last["wall_s"] > 0.5 * first["train_wall_s"]  # the first run's training counted
