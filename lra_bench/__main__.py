@@ -39,16 +39,20 @@ def _in_multirun() -> bool:
 
 
 def _remove_hydra_output() -> None:
-    """A run stopped by a user error leaves nothing behind: Hydra's folder for it (its config
-    snapshot and log) goes, with the parents it created if they are left empty."""
+    """A run stopped by a user error leaves nothing behind: the files Hydra wrote for it (its
+    config snapshot and log) go, then its folder and the parents it created if left empty.
+    Only those: `hydra.run.dir=.` must never cost a user their working directory."""
     from hydra.core.hydra_config import HydraConfig
 
-    out = Path(HydraConfig.get().runtime.output_dir).resolve()
-    shutil.rmtree(out, ignore_errors=True)
-    for parent in out.parents:
-        if parent == Path.cwd() or not parent.is_dir() or any(parent.iterdir()):
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir).resolve()
+    if hc.output_subdir:
+        shutil.rmtree(out / str(hc.output_subdir), ignore_errors=True)
+    (out / f"{hc.job.name}.log").unlink(missing_ok=True)
+    for folder in (out, *out.parents):
+        if folder == Path.cwd() or not folder.is_dir() or any(folder.iterdir()):
             break
-        parent.rmdir()
+        folder.rmdir()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -90,3 +90,10 @@ def test_launcher_configs_compose(compose_cfg, launcher, target):
     assert cfg.hydra.launcher._target_.endswith(target)
     if launcher == "slurm":
         assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.timeout_min > 0
+
+
+def test_a_user_error_with_hydra_run_dir_dot_removes_only_what_hydra_wrote(tmp_path):
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    res = cli(tmp_path, "hydra.run.dir=.", "task.data_dir=/nonexistent/listops", "logger=none")
+    assert res.returncode == 2 and res.stderr.startswith("error: ListOps data not found")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
