@@ -4,6 +4,7 @@
 # variant, 3 seeds -- plus the speed/memory mode at 1K-4K (byte-level Text shapes, small
 # model, batch 4), then the report. An estimated 10-15 hours of 2 CPU cores; run on an
 # otherwise idle machine (timings move ~10% under load). SEEDS / EXPS / ATTN narrow it.
+# Stopped part way, the same command continues it (finished runs are re-entered in seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ATTN=${ATTN:-softmax,fnet,dct,dst,hadamard,mixed,dct_attention,hadamard_attention,mixed_spectral}
