@@ -48,6 +48,7 @@ def test_one_ok_record_per_attn_and_length(tmp_path, task, lengths, per_example)
         assert saved["run_id"].startswith(f"speed-{task}-{saved['attn']}-L{saved['seq_len']}-B2-")
         assert saved["config"]["model"]["hidden_dim"] == 64 and saved["config"]["trainer"]["batch_size"] == 2
         assert saved["device"] == "cpu" and saved["peak_memory_kind"].startswith("process_peak_rss")
+        assert saved["precision"] == "fp32"  # trainer.precision=auto on CPU
         if task != "pathfinder":
             assert saved["config"]["task"]["max_length"] == saved["seq_len"]
     assert len({r["run_id"] for r in records}) == len(records)
@@ -180,3 +181,9 @@ def test_task_spec_equals_the_builders(tmp_path):
         pathfinder.task_spec(max_length=512)
     with pytest.raises(ConfigError, match="fixed length of 1024"):
         image.task_spec(max_length=2048)
+
+
+def test_speed_mode_times_at_the_precision_asked_for(tmp_path):
+    (record,) = bench_steps("text", ["dct"], [64], out=tmp_path / "speed",
+                            **{**TINY, "overrides": [*TINY["overrides"], "trainer.precision=bf16"]})
+    assert load(record)["status"] == "ok" and load(record)["precision"] == "bf16"

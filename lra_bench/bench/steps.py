@@ -10,7 +10,9 @@ and peak memory relative to the vanilla Transformer. `bench_steps` does the same
   overrides (e.g. `model=small`), then checked by `lra_bench.config.validate`;
 - the model is `build_model` with the task's TaskSpec from its data module's `task_spec`
   (no data read), the optimizer, schedule, loss and gradient clipping those of
-  `lra_bench.train.step` (`make_optimizer`, `train_step`), dropout on (train mode);
+  `lra_bench.train.step` (`make_optimizer`, `train_step`), dropout on (train mode), at
+  the precision a run would use (`trainer.precision`, default auto: bf16 autocast on GPUs
+  with native bf16, fp32 on CPU; the record and the header say which);
 - batches are random token ids of the task's shape, (B, L) or (B, 2, L), at full length:
   no padding (the pad id is never drawn), as LRA times full-length batches. One batch is
   reused, so data loading is not timed.
@@ -46,6 +48,7 @@ from lra_bench.data.cache import digest
 from lra_bench.data.spec import TaskSpec
 from lra_bench.errors import ConfigError
 from lra_bench.models import build_model
+from lra_bench.train import precision as amp_mode
 from lra_bench.train.step import make_optimizer, train_step
 from lra_bench.train.metrics import free_memory, hardware, is_out_of_memory, peak_memory_bytes, reset_peak_memory
 from lra_bench.train.record import git_commit, write_record
@@ -210,14 +213,22 @@ def measure(p: Planned, device: torch.device, steps: int, warmup: int, record: d
     model = build_model(p.spec, cfg.model, attn_cls, mixer_kwargs).to(device).train()
     record["num_params"] = sum(t.numel() for t in model.parameters())
     opt, sched = make_optimizer(model, cfg.trainer)
+    precision = amp_mode.resolve(cfg.trainer.precision, device)  # as training runs it: bf16 on recent GPUs
+    scaler = amp_mode.grad_scaler(precision, device)
+    record["precision"] = precision
     x, y = synthetic_batch(p.spec, cfg.trainer.batch_size, device, cfg.seed)
+
+    def step() -> torch.Tensor:
+        return train_step(model, opt, sched, x, y, cfg.trainer.grad_clip, amp_mode.autocast(precision, device),
+                          scaler)[1]
+
     for _ in range(warmup):
-        train_step(model, opt, sched, x, y, cfg.trainer.grad_clip)
+        step()
     _sync(device)
     record["peak_memory_kind"] = reset_peak_memory(device)
     start = time.perf_counter()
     for _ in range(steps):
-        _, loss = train_step(model, opt, sched, x, y, cfg.trainer.grad_clip)
+        loss = step()
     _sync(device)
     seconds = time.perf_counter() - start
     record.update(status="ok", peak_memory_bytes=peak_memory_bytes(device), timed_s=seconds,
@@ -306,9 +317,10 @@ def header_line(task: str, planned: list[Planned], device: torch.device, steps: 
     """What the numbers depend on: task, machine, torch, batch, step counts, memory method."""
     memory = ("CUDA max_memory_allocated" if device.type == "cuda"
               else "process peak RSS, Python and torch included")
+    precision = amp_mode.resolve(planned[0].cfg.trainer.precision, device)
     return (f"speed benchmark | task {task} | {device.type} ({hardware(device)}) | torch {torch.__version__} | "
-            f"batch {planned[0].cfg.trainer.batch_size} | {steps} timed training steps after {warmup} warm-up | "
-            f"memory: {memory}")
+            f"batch {planned[0].cfg.trainer.batch_size} | {precision} | {steps} timed training steps after {warmup} "
+            f"warm-up | memory: {memory}")
 
 
 def table_header() -> str:
