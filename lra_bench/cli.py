@@ -145,10 +145,24 @@ def _check_type(key: str, schema: type, name: str, text: str) -> Optional[str]:
     return None
 
 
+def _experiment_task(name: str, conf_dir: Path) -> Optional[str]:
+    """The task conf/experiment/<name>.yaml selects (`override /task: <t>` in its defaults), if any."""
+    file = conf_dir / "experiment" / f"{name}.yaml"
+    if not file.is_file():
+        return None
+    for entry in (yaml.safe_load(file.read_text()) or {}).get("defaults") or []:
+        if isinstance(entry, dict) and "override /task" in entry:
+            return str(entry["override /task"])
+    return None
+
+
 def check_overrides(args: Iterable[str], conf_dir: Path = CONF_DIR) -> Optional[str]:
     """A one-line error for the first bad override in `args`, or None."""
     args = list(args)
     tasks = ["listops"]  # conf/config.yaml's default
+    for arg in args:
+        if arg.startswith("experiment=") and not _SWEEP_SYNTAX.search(arg[11:]):
+            tasks = [_experiment_task(name, conf_dir) or tasks[0] for name in arg[11:].split(",")]
     for arg in args:
         if arg.startswith("task=") and not _SWEEP_SYNTAX.search(arg[5:]):
             tasks = arg[5:].split(",")

@@ -23,12 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
     (["task.generate.foo=1"], "unknown key task.generate.foo for task=listops; task.generate lists: max_args"),
     (["task=listops,pathfinder", "task.generate.num_train=5"], "unknown key task.generate.num_train for task=pathf"),
     (["sed=3"], "unknown key sed"),
+    (["experiment=listops_cpu", "task.resolution=16"], "unknown key task.resolution for task=listops"),
 ])
 def test_check_overrides(args, fragment):
     assert fragment in check_overrides(args)
 
 
 @pytest.mark.parametrize("args", [["task=listops", "attn=softmax,fnet", "model=small", "seed=0,1"],
+                                  ["experiment=pathfinder_cpu", "task.resolution=16"],  # the experiment's task
                                   ["attn=glob(*)"], ["+attn.anything=1"], ["hydra.verbose=true"]])
 def test_check_overrides_leaves_valid_and_hydra_syntax_alone(args):
     assert check_overrides(args) is None
