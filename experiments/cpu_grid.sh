@@ -2,7 +2,8 @@
 # Recipe for results/cpu_grid/: the CPU-sized grid on generated data -- ListOps
 # (experiment=listops_cpu) and Pathfinder (experiment=pathfinder_cpu), every attention
 # variant, 3 seeds -- plus the speed/memory mode at 1K-4K (byte-level Text shapes, small
-# model, batch 4), then the report. An estimated 10-15 hours of 2 CPU cores; run on an
+# model, batch 4), then the report. About 5 hours of 2 CPU cores (ListOps ~2 h, Pathfinder
+# ~3 h, mostly softmax's; see the presets' comments); run on an
 # otherwise idle machine (timings move ~10% under load). SEEDS / EXPS / ATTN narrow it.
 # Stopped part way, the same command continues it (finished runs are re-entered in seconds).
 set -euo pipefail
