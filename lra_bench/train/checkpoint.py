@@ -111,17 +111,20 @@ def prune_best(ckpt_dir: Path, keep: set) -> None:
             path.unlink(missing_ok=True)
 
 
+def _copy(source: Path, target: Path) -> None:
+    with atomic_write(target, "wb") as f:
+        f.write(source.read_bytes())
+
+
 def publish_best(ckpt_dir: Path, step: int) -> None:
     """Copy the weights of the best val step to `best.pt`, the file users take."""
-    with atomic_write(ckpt_dir / "best.pt", "wb") as f:
-        f.write(best_path(ckpt_dir, step).read_bytes())
+    _copy(best_path(ckpt_dir, step), ckpt_dir / "best.pt")
 
 
 def copy_best(source: Path, ckpt_dir: Path, step: int) -> None:
     """Bring the best weights of the run resumed from (best-<step>.pt) into this run's folder."""
     if best_path(source, step).is_file() and source != ckpt_dir:
-        with atomic_write(best_path(ckpt_dir, step), "wb") as f:
-            f.write(best_path(source, step).read_bytes())
+        _copy(best_path(source, step), best_path(ckpt_dir, step))
 
 
 def load_best(ckpt_dir: Path, best_step: int, device: torch.device) -> dict:

@@ -91,7 +91,6 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
     net = _wrap(model, tcfg, device, dist)
     opt, sched = make_optimizer(model, tcfg)
     eval_bs = tcfg.eval_batch_size or tcfg.batch_size
-    dist.local_batch(tcfg.batch_size)  # the global batch must split evenly over the processes
     if dist.rank > 0:  # each process its own dropout stream; rank 0 keeps the single-process one
         torch.manual_seed(seed * 1_000_003 + dist.rank)
     # everything the next step and the final record depend on besides weights, optimizer and RNG
