@@ -25,10 +25,12 @@ _KEY = ["task", "batch", "hardware", "length"]  # what a speed comparison holds 
 
 
 def num(value: float, decimals: int) -> str:
-    """`decimals` places, or two significant digits where those would show fewer; blank for NaN."""
+    """`decimals` places, or two significant digits where those would show fewer (a value that
+    rounds up to the threshold, like 0.996 at one place, keeps the places: 1.0); blank for NaN."""
     if value is None or math.isnan(value):
         return ""
-    return f"{value:.{decimals}f}" if abs(value) >= 10 ** (1 - decimals) or value == 0 else f"{value:.2g}"
+    small = f"{value:.2g}"
+    return f"{value:.{decimals}f}" if abs(float(small)) >= 10 ** (1 - decimals) or value == 0 else small
 
 
 def _with_factor(value: float, factor: float, decimals: int) -> str:

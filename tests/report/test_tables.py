@@ -5,6 +5,7 @@ import pytest
 
 from lra_bench.report import records
 from lra_bench.report.cli import TRAIN_BASIS, build_tables
+from lra_bench.report.efficiency import num
 from lra_bench.report.render import Table
 from lra_bench.report.tables import FAIL, averages
 from tests.report import make_record, speed_sweep, sweep, write_records
@@ -106,6 +107,14 @@ def test_averages_rules():
 ])
 def test_efficiency_cells(tables, row, column, text):
     assert cell(tables["efficiency"], row, column) == text
+
+
+@pytest.mark.parametrize("value, decimals, text", [
+    (0.9965, 1, "1.0"), (0.95, 1, "0.95"), (0.25, 1, "0.25"), (2.04, 1, "2.0"), (0.0, 1, "0.0"),
+    (0.0996, 2, "0.10"), (0.0042, 2, "0.0042"), (9.48, 2, "9.48"), (float("nan"), 1, ""),
+])
+def test_number_format_keeps_places_when_two_digits_round_up(value, decimals, text):
+    assert num(value, decimals) == text
 
 
 def test_efficiency_published_rows_and_provenance(tables):
