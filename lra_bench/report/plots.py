@@ -147,6 +147,21 @@ def _legend_sizes(lo: float, hi: float) -> list[float]:
 # --------------------------------------------------------------------------- figures
 
 
+def _label_lifts(xs: Sequence[float], ys: Sequence[float], near: float = 0.06) -> list[int]:
+    """How many label lines to lift each point's label by, so that labels of points closer
+    than `near` of both axis spans (dct and dct_attention, say) stack instead of overlapping:
+    the n-th such point, counted from the bottom, gets n."""
+    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    span_x = float(np.ptp(xs)) or 1.0
+    span_y = float(np.ptp(ys)) or 1.0
+    lifts = [0] * len(xs)
+    placed: list[int] = []
+    for i in sorted(range(len(xs)), key=lambda j: (ys[j], xs[j], j)):
+        lifts[i] = sum(abs(xs[i] - xs[j]) < near * span_x and abs(ys[i] - ys[j]) < near * span_y for j in placed)
+        placed.append(i)
+    return lifts
+
+
 def bubble_chart(summary: pd.DataFrame, path: Path) -> Path:
     """LRA Figure 3: speed (x) vs average accuracy (y), bubble area proportional to memory.
 
@@ -176,6 +191,8 @@ def bubble_chart(summary: pd.DataFrame, path: Path) -> Path:
     ax = fig.add_subplot()
     rows = df.set_index("attn")
     styles = _styles(rows.index)
+    lifts = dict(zip(styles, _label_lifts([rows.loc[a, "steps_per_s"] for a in styles],
+                                          [rows.loc[a, "avg_accuracy"] for a in styles])))
     for attn, st in styles.items():
         r = rows.loc[attn]
         x, y = float(r["steps_per_s"]), float(r["avg_accuracy"])
@@ -185,7 +202,7 @@ def bubble_chart(summary: pd.DataFrame, path: Path) -> Path:
         ax.scatter([x], [y], s=12, color=st["color"], marker=st["marker"] if attn == BASELINE else "o",
                    zorder=3)
         radius = math.sqrt(area(float(r["peak_memory_bytes"]))) / 2  # points
-        ax.annotate(_label(attn), (x, y), xytext=(0, radius + 2), textcoords="offset points", ha="center",
+        ax.annotate(_label(attn), (x, y), xytext=(0, radius + 2 + 11 * lifts[attn]), textcoords="offset points", ha="center",
                     va="bottom", fontsize=9, fontweight="bold" if attn == BASELINE else "normal",
                     color=st["color"], zorder=4)
 

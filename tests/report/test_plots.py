@@ -234,3 +234,11 @@ def test_pyplot_never_imported(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "s.png"]
+
+
+def test_bubble_labels_of_coincident_points_stack():
+    # dct and dct_attention at the same spot: one label a line above the other; far points stay put
+    lifts = plots._label_lifts([3.9, 3.93, 6.6, 0.7], [33.2, 33.2, 32.5, 34.9])
+    assert sorted(lifts[:2]) == [0, 1] and lifts[2:] == [0, 0]
+    assert plots._label_lifts([1.0, 1.0, 1.0], [5.0, 5.0, 5.0]) == [0, 1, 2]
+    assert plots._label_lifts([1.0], [2.0]) == [0]
