@@ -98,3 +98,20 @@ def test_cli_unknown_name_is_one_line_exit_2_and_writes_nothing(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error: unknown --attn nope; available: ")
     assert ", ".join(mixer_names()) in r.stderr
     assert r.stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize("option, name, message", [
+    ("--device", "tpu", "--device=tpu is not a device this harness runs on; use cpu, cuda[:N] or auto"),
+    ("trainer.device", "cudax", "trainer.device=cudax is not a device this harness runs on; use cpu, cuda[:N] or auto"),
+    ("--device", "cuda", "--device=cuda but no CUDA device is available; use --device=cpu or auto"),
+])
+def test_device_settings_fail_in_one_line_naming_the_option(option, name, message):
+    from lra_bench.errors import ConfigError
+    from lra_bench.train.distributed import pick_device
+
+    if name == "cuda" and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ConfigError) as err:
+        pick_device(name, option=option)
+    assert str(err.value) == message
+    assert pick_device("cpu", option=option) == torch.device("cpu")

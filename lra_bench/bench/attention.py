@@ -37,6 +37,7 @@ from lra_bench.bench.report import CSV_COLUMNS
 from lra_bench.bench.mixers import PROJECTIONS, SOFTMAX, build_mixer, check_names
 from lra_bench.cli import CONF_DIR
 from lra_bench.errors import ConfigError
+from lra_bench.train.distributed import pick_device
 from lra_bench.train.metrics import hardware
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -44,17 +45,8 @@ MAX_RUNS = 10_000  # cap on timed runs when --min-time asks for more than --repe
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device {device}: {exc}; use cpu, cuda or auto") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {device}: only cpu, cuda and auto are supported")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available in this PyTorch build or machine")
-    return dev
+    """The benchmark's --device (cpu, cuda[:N] or auto) as a device; a one-line error otherwise."""
+    return pick_device(device, option="--device")
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

@@ -79,13 +79,20 @@ def from_env() -> Dist:
                 local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def pick_device(name: str) -> torch.device:
-    """`trainer.device` as a device: auto is CUDA when there is one, else CPU."""
+def pick_device(name: str, option: str = "trainer.device") -> torch.device:
+    """A device setting (`option`, named in errors: `trainer.device` or the benchmark's
+    `--device`) as a device: auto is CUDA when there is one, else CPU; cpu and cuda[:N] as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name} but no CUDA device is available; use trainer.device=cpu or auto")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{option}={name} is not a device this harness runs on; use cpu, cuda[:N] or auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{option}={name} but no CUDA device is available; use {option}=cpu or auto")
+    return device
 
 
 def init(ctx: Dist, device_name: str) -> torch.device:
