@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from lra_bench.cli import check_overrides
@@ -15,6 +16,11 @@ from lra_bench.errors import LRABenchError
 
 register_configs()
 log = logging.getLogger("lra_bench")
+
+
+class SweepJobError(CompactHydraException):
+    """A sweep job stopped by a user's error. Hydra runs the rest of the sweep, then reports
+    the first failed job as its overrides and this one line (no traceback) and exits 1."""
 
 
 def main() -> None:
@@ -69,7 +75,7 @@ def hydra_app(cfg: DictConfig) -> float | None:
     except LRABenchError as exc:
         if _in_multirun():  # let Hydra record the failed job and go on with the rest of the sweep (exit 1 at the end)
             log.error("error: %s", exc)
-            raise
+            raise SweepJobError(f"error: {exc}") from None
         print(f"error: {exc}", file=sys.stderr)
         _remove_hydra_output()
         sys.exit(2)

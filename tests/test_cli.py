@@ -59,13 +59,33 @@ def test_multirun_writes_one_record_per_job(tmp_path):
     assert len({r["config"]["task"]["generate"]["seed"] for r in records}) == 1  # one data set for the sweep
 
 
+def _final_report(stderr: str) -> tuple[str, str]:
+    """Hydra's closing "Error executing job with overrides: [...]" line and the line after it
+    (the start of each); asserts that no traceback was printed."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = stderr.splitlines()
+    i = max(k for k, line in enumerate(lines) if line.startswith("Error executing job with overrides"))
+    return lines[i], lines[i + 1][:64]
+
+
 def test_multirun_goes_on_after_a_failed_job_and_exits_nonzero(tmp_path):
     """A job with a config error writes no record; the rest of the sweep still runs."""
-    res = cli(tmp_path, "-m", *TINY, "model.num_heads=2,3")  # hidden_dim 16 is not divisible by 3
+    res = cli(tmp_path, "-m", *TINY, "model.num_heads=3,2")  # hidden_dim 16 is not divisible by 3
     assert res.returncode == 1
-    assert "model.hidden_dim=16 is not divisible by model.num_heads=3" in res.stderr
+    # once the sweep ends Hydra names the failed job and its one-line error, without a traceback
+    job, error = _final_report(res.stderr)
+    assert "'model.num_heads=3'" in job and error == "error: model.hidden_dim=16 is not divisible by model.num_heads=3"
     records = list((tmp_path / "out" / "records").glob("*.json"))
     assert len(records) == 1 and json.loads(records[0].read_text())["config"]["model"]["num_heads"] == 2
+
+
+def test_a_failed_job_under_the_joblib_launcher_is_reported_in_one_line(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    res = cli(tmp_path, "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2", "trainer.threads=1", *TINY,
+              "model.num_heads=3,2")
+    assert res.returncode == 1
+    assert _final_report(res.stderr)[1] == "error: model.hidden_dim=16 is not divisible by model.num_heads=3"
+    assert len(list((tmp_path / "out" / "records").glob("*.json"))) == 1
 
 
 def test_multirun_in_parallel_with_the_local_joblib_launcher(tmp_path):
