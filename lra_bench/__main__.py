@@ -75,7 +75,7 @@ def hydra_app(cfg: DictConfig) -> float | None:
     except LRABenchError as exc:
         if _in_multirun():  # let Hydra record the failed job and go on with the rest of the sweep (exit 1 at the end)
             log.error("error: %s", exc)
-            raise SweepJobError(f"error: {exc}") from None
+            raise SweepJobError(f"error: {exc}") from exc
         print(f"error: {exc}", file=sys.stderr)
         _remove_hydra_output()
         sys.exit(2)

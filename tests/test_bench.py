@@ -103,6 +103,7 @@ def test_cli_unknown_name_is_one_line_exit_2_and_writes_nothing(tmp_path):
 @pytest.mark.parametrize("option, name, message", [
     ("--device", "tpu", "--device=tpu is not a device this harness runs on; use cpu, cuda[:N] or auto"),
     ("trainer.device", "cudax", "trainer.device=cudax is not a device this harness runs on; use cpu, cuda[:N] or auto"),
+    ("--device", "meta", "--device=meta is not a device this harness runs on; use cpu, cuda[:N] or auto"),
     ("--device", "cuda", "--device=cuda but no CUDA device is available; use --device=cpu or auto"),
 ])
 def test_device_settings_fail_in_one_line_naming_the_option(option, name, message):

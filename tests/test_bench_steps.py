@@ -125,7 +125,8 @@ def test_cli_prints_a_table_and_the_records_folder(tmp_path, capsys):
     (["trainer.lrr=1"], "unknown key trainer.lrr"),
     (["trainer.batch_size=4"], "trainer.batch_size is set by --batch"),
     (["model.num_heads=3"], "model.hidden_dim=256 is not divisible by model.num_heads=3"),
-    (["--device", "tpu"], "--device tpu: use cpu, cuda[:N] or auto"),
+    (["--device", "tpu"], "--device=tpu is not a device this harness runs on; use cpu, cuda[:N] or auto"),
+    (["--device", "cudax"], "--device=cudax is not a device this harness runs on; use cpu, cuda[:N] or auto"),
 ])
 def test_cli_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, args, message):
     code, out, err = cli(capsys, "--out", str(tmp_path / "speed"), *args)

@@ -153,10 +153,7 @@ def plan(task: str, attns: Optional[Iterable[str]], lengths: Sequence[int], batc
     out = Path(out)
     _check_out(out)
 
-    if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise ConfigError(f"--device {device}: use cpu, cuda[:N] or auto")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: no CUDA device is available; use --device cpu or auto")
+    pick_device(device, option="--device")  # cpu, cuda[:N] or auto, and CUDA present when asked for
     flags = [f"trainer.batch_size={batch}", f"trainer.device={device}"]
     flags += [f"trainer.threads={threads}"] if threads is not None else []
     # image, pathfinder, pathx have no task.max_length: their length follows from the data (resolution)

@@ -24,18 +24,22 @@ PARAM_BUDGET = 1.1  # LRA: every model within 1.1x the Transformer's parameter c
 _KEY = ["task", "batch", "hardware", "length"]  # what a speed comparison holds fixed
 
 
-def num(value: float, decimals: int) -> str:
-    """`decimals` places, or two significant digits where those would show fewer (a value that
-    rounds up to the threshold, like 0.996 at one place, keeps the places: 1.0); blank for NaN."""
+def num(value: float, decimals: int, printed: bool = False) -> str:
+    """`decimals` places, or two significant digits (trailing zeros kept: 0.50, 0.10; dropped
+    for a `printed` number from a paper, shown as printed: 0.5) where those would show fewer;
+    a value that rounds up to the threshold, like 0.996 at one place, keeps the places (1.0);
+    whole numbers at 0 places as integers (batch 4, length 1000); blank for NaN."""
     if value is None or math.isnan(value):
         return ""
-    small = f"{value:.2g}"
+    if decimals == 0 and float(value).is_integer():
+        return str(int(value))
+    small = f"{value:.2g}" if printed else f"{value:#.2g}"
     return f"{value:.{decimals}f}" if abs(float(small)) >= 10 ** (1 - decimals) or value == 0 else small
 
 
-def _with_factor(value: float, factor: float, decimals: int) -> str:
-    text = num(value, decimals)
-    return f"{text} ({num(factor, 1)}x)" if text and not math.isnan(factor) else text
+def _with_factor(value: float, factor: float, decimals: int, printed: bool = False) -> str:
+    text = num(value, decimals, printed)
+    return f"{text} ({num(factor, 1, printed)}x)" if text and not math.isnan(factor) else text
 
 
 def speed_stats(runs: pd.DataFrame) -> pd.DataFrame:
@@ -73,8 +77,8 @@ def _display_rows(part: pd.DataFrame, lengths: list[int], hardware_column: bool)
     for (_, batch, hw, _, name, task), g in part.groupby(["_t", "batch", "hardware", "_r", "row", "task"],
                                                         sort=True, dropna=False):
         cells = g.set_index(g["length"].astype(int))
-        steps = [_speed_cell(cells, n, "steps_per_s", "steps_rel", 1) for n in lengths]
-        mem = [_speed_cell(cells, n, "memory_gb", "memory_rel", 2) for n in lengths]
+        steps = [_speed_cell(cells, n, "steps_per_s", "steps_rel", 1, is_pub) for n in lengths]
+        mem = [_speed_cell(cells, n, "memory_gb", "memory_rel", 2, is_pub) for n in lengths]
         source = f"{published.sources()[g['source'].iloc[0]]['short']}, {hw}" if is_pub else OURS
         rows.append([name, task, num(batch, 0)] + ([hw] if hardware_column else []) + steps + mem + [source])
     return rows
@@ -106,11 +110,11 @@ def efficiency_table(runs: pd.DataFrame, basis: str, tasks=TASKS, config_notes=(
                  first_published=first_published, notes=notes)
 
 
-def _speed_cell(cells: pd.DataFrame, length: int, value: str, factor: str, decimals: int) -> str:
+def _speed_cell(cells: pd.DataFrame, length: int, value: str, factor: str, decimals: int, printed: bool) -> str:
     if length not in cells.index:
         return ""
     c = cells.loc[length]
-    return c["status"] if c["status"] != "ok" else _with_factor(c[value], c[factor], decimals)
+    return c["status"] if c["status"] != "ok" else _with_factor(c[value], c[factor], decimals, printed)
 
 
 def params_table(runs: pd.DataFrame, what: str) -> tuple[Table, list[str]]:

@@ -147,19 +147,26 @@ def _legend_sizes(lo: float, hi: float) -> list[float]:
 # --------------------------------------------------------------------------- figures
 
 
-def _label_lifts(xs: Sequence[float], ys: Sequence[float], near: float = 0.06) -> list[int]:
-    """How many label lines to lift each point's label by, so that labels of points closer
-    than `near` of both axis spans (dct and dct_attention, say) stack instead of overlapping:
-    the n-th such point, counted from the bottom, gets n."""
-    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
-    span_x = float(np.ptp(xs)) or 1.0
-    span_y = float(np.ptp(ys)) or 1.0
-    lifts = [0] * len(xs)
-    placed: list[int] = []
-    for i in sorted(range(len(xs)), key=lambda j: (ys[j], xs[j], j)):
-        lifts[i] = sum(abs(xs[i] - xs[j]) < near * span_x and abs(ys[i] - ys[j]) < near * span_y for j in placed)
-        placed.append(i)
-    return lifts
+def _label_offsets(points: Sequence[tuple[float, float]], radii: Sequence[float], widths: Sequence[float],
+                   height: float = 11.0) -> list[float]:
+    """Each label's height above its point (all in points on the page), so that no two label
+    boxes overlap: a label (width `widths[i]`, `height` tall, centred over its point) starts
+    2 points above its bubble and moves up by whole label heights until its box is clear of
+    every label placed before it (points are placed from the bottom up)."""
+    boxes: list[tuple[float, float, float, float]] = []
+    offsets = [0.0] * len(points)
+
+    def clear(x0: float, x1: float, y0: float, y1: float) -> bool:
+        return all(x1 <= a0 or x0 >= a1 or y1 <= b0 or y0 >= b1 for a0, a1, b0, b1 in boxes)
+
+    for i in sorted(range(len(points)), key=lambda j: (points[j][1], points[j][0], j)):
+        (x, y), half = points[i], widths[i] / 2
+        offset = radii[i] + 2.0
+        while not clear(x - half, x + half, y + offset, y + offset + height):
+            offset += height
+        offsets[i] = offset
+        boxes.append((x - half, x + half, y + offset, y + offset + height))
+    return offsets
 
 
 def bubble_chart(summary: pd.DataFrame, path: Path) -> Path:
@@ -191,8 +198,6 @@ def bubble_chart(summary: pd.DataFrame, path: Path) -> Path:
     ax = fig.add_subplot()
     rows = df.set_index("attn")
     styles = _styles(rows.index)
-    lifts = dict(zip(styles, _label_lifts([rows.loc[a, "steps_per_s"] for a in styles],
-                                          [rows.loc[a, "avg_accuracy"] for a in styles])))
     for attn, st in styles.items():
         r = rows.loc[attn]
         x, y = float(r["steps_per_s"]), float(r["avg_accuracy"])
@@ -201,10 +206,6 @@ def bubble_chart(summary: pd.DataFrame, path: Path) -> Path:
                    zorder=2)
         ax.scatter([x], [y], s=12, color=st["color"], marker=st["marker"] if attn == BASELINE else "o",
                    zorder=3)
-        radius = math.sqrt(area(float(r["peak_memory_bytes"]))) / 2  # points
-        ax.annotate(_label(attn), (x, y), xytext=(0, radius + 2 + 11 * lifts[attn]), textcoords="offset points", ha="center",
-                    va="bottom", fontsize=9, fontweight="bold" if attn == BASELINE else "normal",
-                    color=st["color"], zorder=4)
 
     # Leave room so the largest bubbles and their labels are not clipped.
     ax.margins(x=0.15, y=0.18)
@@ -226,7 +227,27 @@ def bubble_chart(summary: pd.DataFrame, path: Path) -> Path:
                   fontsize=fontsize, labelspacing=max(1.0, big * 0.6), borderpad=1.0,
                   handlelength=max(2.0, big), handleheight=max(0.7, big * 0.5), handletextpad=1.0,
                   frameon=False)
+    _annotate_bubbles(fig, ax, rows, styles, area)
     return _save(fig, path)
+
+
+def _annotate_bubbles(fig: Figure, ax, rows: pd.DataFrame, styles: dict, area) -> None:
+    """Name each bubble above it, with labels of nearby bubbles stacked (`_label_offsets`);
+    the layout is fixed first (one draw), so positions on the page are known."""
+    fig.canvas.draw()
+    fontsize, to_points = 9.0, 72.0 / fig.dpi
+    points, radii, widths = [], [], []
+    for attn in styles:
+        px, py = ax.transData.transform((float(rows.loc[attn, "steps_per_s"]), float(rows.loc[attn, "avg_accuracy"])))
+        points.append((px * to_points, py * to_points))
+        radii.append(math.sqrt(area(float(rows.loc[attn, "peak_memory_bytes"]))) / 2)
+        widths.append(len(_label(attn)) * fontsize * (0.68 if attn == BASELINE else 0.62))  # DejaVu Sans, roughly
+    for (attn, st), offset in zip(styles.items(), _label_offsets(points, radii, widths, height=fontsize * 1.25)):
+        r = rows.loc[attn]
+        text = ax.annotate(_label(attn), (float(r["steps_per_s"]), float(r["avg_accuracy"])), xytext=(0, offset),
+                           textcoords="offset points", ha="center", va="bottom", fontsize=fontsize,
+                           fontweight="bold" if attn == BASELINE else "normal", color=st["color"], zorder=4)
+        text.set_in_layout(False)  # placed for the layout just drawn; must not change it
 
 
 def _task_order(tasks: Iterable[str]) -> list[str]:

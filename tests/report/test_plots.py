@@ -236,9 +236,14 @@ def test_pyplot_never_imported(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "s.png"]
 
 
-def test_bubble_labels_of_coincident_points_stack():
-    # dct and dct_attention at the same spot: one label a line above the other; far points stay put
-    lifts = plots._label_lifts([3.9, 3.93, 6.6, 0.7], [33.2, 33.2, 32.5, 34.9])
-    assert sorted(lifts[:2]) == [0, 1] and lifts[2:] == [0, 0]
-    assert plots._label_lifts([1.0, 1.0, 1.0], [5.0, 5.0, 5.0]) == [0, 1, 2]
-    assert plots._label_lifts([1.0], [2.0]) == [0]
+def test_bubble_labels_do_not_overlap():
+    # dct and dct_attention at one spot: one label a line (11 pt) above the other, both above their bubbles
+    off = plots._label_offsets([(100.0, 100.0), (101.0, 100.0), (300.0, 90.0)], [20.0, 20.0, 20.0], [40.0] * 3)
+    assert sorted(off[:2]) == [22.0, 33.0] and off[2] == 22.0
+    # a wide label next to a lower point: it moves up until clear of the label placed before it
+    off = plots._label_offsets([(100.0, 100.0), (150.0, 95.0)], [5.0, 5.0], [40.0, 80.0])
+    assert off[1] == 7.0 and off[0] == 7.0 + 11.0 * 1  # boxes x 110-190 and 80-120 overlap; y 102-113 vs 107-...
+    # labels far apart stay at their bubbles
+    assert plots._label_offsets([(0.0, 0.0), (500.0, 0.0)], [3.0, 8.0], [30.0, 30.0]) == [5.0, 10.0]
+    # three at one spot stack three high
+    assert sorted(plots._label_offsets([(5.0, 5.0)] * 3, [3.0] * 3, [20.0] * 3)) == [5.0, 16.0, 27.0]

@@ -100,9 +100,10 @@ def test_averages_rules():
     ("softmax", "Steps/s 1000", "8.0 (1.0x)"), ("softmax", "Steps/s 4000", "OOM"),
     ("dct", "Steps/s 1000", "16.0 (2.0x)"), ("dct", "Steps/s 2000", "12.0 (3.0x)"),
     ("dct", "Steps/s 4000", "6.0"),                   # softmax ran out of memory: absolute only
-    ("dct", "Mem GB 1000", "0.50 (0.5x)"), ("dct", "Mem GB 2000", "1.00 (0.25x)"), ("dct", "Mem GB 3000", ""),
+    ("dct", "Mem GB 1000", "0.50 (0.50x)"), ("dct", "Mem GB 2000", "1.00 (0.25x)"), ("dct", "Mem GB 3000", ""),
     ("dct", "Task", "text"), ("dct", "Batch", "32"),
     ("Transformer", "Steps/s 1000", "8.1"), ("Local Attention", "Steps/s 4000", "7.4 (5.3x)"),
+    ("Reformer", "Steps/s 1000", "4.4 (0.5x)"), ("BigBird", "Steps/s 2000", "3.9 (0.8x)"),  # LRA's factors as printed
     ("Transformer", "Mem GB 4000", "9.48"),
 ])
 def test_efficiency_cells(tables, row, column, text):
@@ -110,11 +111,15 @@ def test_efficiency_cells(tables, row, column, text):
 
 
 @pytest.mark.parametrize("value, decimals, text", [
-    (0.9965, 1, "1.0"), (0.95, 1, "0.95"), (0.25, 1, "0.25"), (2.04, 1, "2.0"), (0.0, 1, "0.0"),
-    (0.0996, 2, "0.10"), (0.0042, 2, "0.0042"), (9.48, 2, "9.48"), (float("nan"), 1, ""),
+    (0.9965, 1, "1.0"), (0.95, 1, "0.95"), (0.5, 1, "0.50"), (0.8, 1, "0.80"), (0.25, 1, "0.25"), (2.04, 1, "2.0"), (0.0, 1, "0.0"),
+    (4, 0, "4"), (4.0, 0, "4"), (32, 0, "32"), (4000.0, 0, "4000"), (0.0996, 2, "0.10"), (0.0042, 2, "0.0042"), (9.48, 2, "9.48"), (float("nan"), 1, ""),
 ])
 def test_number_format_keeps_places_when_two_digits_round_up(value, decimals, text):
     assert num(value, decimals) == text
+
+
+def test_published_numbers_show_as_printed():
+    assert num(0.5, 1, printed=True) == "0.5" and num(0.85, 2, printed=True) == "0.85"
 
 
 def test_efficiency_published_rows_and_provenance(tables):
@@ -132,7 +137,7 @@ def test_efficiency_from_training_runs_when_there_are_no_speed_records(tmp_path)
             make_record("listops", "dct", 1, steps_per_s=8.0, peak_memory_bytes=1.5e9)]
     t = build(tmp_path, recs)[0]["efficiency"]
     assert t.notes[0] == TRAIN_BASIS
-    assert cell(t, "dct", "Steps/s 2000") == "7.0 (1.8x)" and cell(t, "dct", "Mem GB 2000") == "1.50 (0.5x)"
+    assert cell(t, "dct", "Steps/s 2000") == "7.0 (1.8x)" and cell(t, "dct", "Mem GB 2000") == "1.50 (0.50x)"
 
 
 def test_efficiency_compares_only_on_the_same_hardware(tmp_path):
