@@ -98,7 +98,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    from lra_bench.bench.attention import bench_attention, resolve_device
+    from lra_bench.bench.attention import bench_attention
+    from lra_bench.train.distributed import pick_device
     from lra_bench.bench.mixers import mixer_names
     from lra_bench.bench.report import header, table, write_csv
 
@@ -113,7 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except ValueError:
             raise LRABenchError(f"--lengths {args.lengths}: expected comma-separated integers") from None
         names = _split(args.attn) if args.attn is not None else mixer_names()
-        out = Path(args.out or f"results/bench/attention_{resolve_device(args.device).type}.csv")
+        out = Path(args.out or f"results/bench/attention_{pick_device(args.device, option='--device').type}.csv")
         _check_writable(out)
         df = bench_attention(names, lengths, args.batch, args.hidden, args.heads, dtype=args.dtype,
                              device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,

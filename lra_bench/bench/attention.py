@@ -44,11 +44,6 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 MAX_RUNS = 10_000  # cap on timed runs when --min-time asks for more than --repeats
 
 
-def resolve_device(device: str) -> torch.device:
-    """The benchmark's --device (cpu, cuda[:N] or auto) as a device; a one-line error otherwise."""
-    return pick_device(device, option="--device")
-
-
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -191,7 +186,7 @@ def bench_attention(attn_names: Iterable[str], lengths: Sequence[int], batch: in
         if threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
-    dev, torch_dtype = resolve_device(device), resolve_dtype(dtype)
+    dev, torch_dtype = pick_device(device, option="--device"), resolve_dtype(dtype)
     method = memory.resolve_method(memory_method, dev)
     if method not in memory.METHODS:
         raise ConfigError(f"--memory {memory_method}: choose auto, tensors, rss")

@@ -153,7 +153,7 @@ def plan(task: str, attns: Optional[Iterable[str]], lengths: Sequence[int], batc
     out = Path(out)
     _check_out(out)
 
-    pick_device(device, option="--device")  # cpu, cuda[:N] or auto, and CUDA present when asked for
+    dev = pick_device(device, option="--device")  # cpu, cuda[:N] or auto, and CUDA present when asked for
     flags = [f"trainer.batch_size={batch}", f"trainer.device={device}"]
     flags += [f"trainer.threads={threads}"] if threads is not None else []
     # image, pathfinder, pathx have no task.max_length: their length follows from the data (resolution)
@@ -171,7 +171,6 @@ def plan(task: str, attns: Optional[Iterable[str]], lengths: Sequence[int], batc
                 raise ConfigError(f"--lengths {wrong}: task {task} has a fixed length of {spec.max_length}; "
                                   f"use --lengths {spec.max_length}")
             planned.append(Planned(attn, spec.max_length, cfg, spec, ""))
-    dev = pick_device(planned[0].cfg.trainer.device)
     if threads is not None:
         torch.set_num_threads(threads)
     machine = {"steps": steps, "warmup": warmup, "device": dev.type, "hardware": hardware(dev)}
