@@ -104,7 +104,7 @@ def test_cli_prints_a_table_and_the_records_folder(tmp_path, capsys):
                          "--warmup", "0", "--threads", "1", "--device", "cpu", "--out", str(tmp_path), "model=small")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("speed benchmark | task text | cpu") and "batch 2" in lines[0]
+    assert lines[0].startswith("speed benchmark | task text | cpu") and "size cpu: batch 2, model emb 64" in lines[0]
     assert lines[1].split()[:3] == ["attn", "length", "steps/s"]
     assert [line.split()[:2] for line in lines[2:4]] == [["softmax", "32"], ["fnet", "32"]]
     assert lines[2].split()[3] == "1.00x" and lines[3].split()[-1] == "ok"
@@ -124,7 +124,9 @@ def test_cli_prints_a_table_and_the_records_folder(tmp_path, capsys):
     (["trainer.lr=abc"], "trainer.lr=abc"),
     (["trainer.lrr=1"], "unknown key trainer.lrr"),
     (["trainer.batch_size=4"], "trainer.batch_size is set by --batch"),
-    (["model.num_heads=3"], "model.hidden_dim=256 is not divisible by model.num_heads=3"),
+    (["model.num_heads=3"], "model.hidden_dim=64 is not divisible by model.num_heads=3"),  # cpu size: small
+    (["--size", "lra", "model.num_heads=3"], "model.hidden_dim=256 is not divisible by model.num_heads=3"),
+    (["--size", "gpu"], "argument --size: invalid choice: 'gpu'"),
     (["--device", "tpu"], "--device=tpu is not a device this harness runs on; use cpu, cuda[:N] or auto"),
     (["--device", "cudax"], "--device=cudax is not a device this harness runs on; use cpu, cuda[:N] or auto"),
 ])
@@ -188,3 +190,28 @@ def test_speed_mode_times_at_the_precision_asked_for(tmp_path):
     (record,) = bench_steps("text", ["dct"], [64], out=tmp_path / "speed",
                             **{**TINY, "overrides": [*TINY["overrides"], "trainer.precision=bf16"]})
     assert load(record)["status"] == "ok" and load(record)["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("size, device, batch, overrides, expected", [
+    ("auto", "cpu", None, [], ("cpu", 4, 64, 2)),  # a CPU runs at a size that fits it: model=small
+    ("cpu", "cpu", None, [], ("cpu", 4, 64, 2)),
+    ("lra", "cpu", None, [], ("lra", 32, 256, 4)),  # LRA's Table 2 setting (text's LRA model), asked for
+    ("auto", "cpu", 8, [], ("cpu", 8, 64, 2)),  # --batch wins over the size's batch
+    ("auto", "cpu", None, ["model.hidden_dim=32"], ("cpu", 4, 32, 2)),  # model values apply on top of small
+    ("lra", "cpu", None, ["model=small", "model.num_layers=1"], ("lra", 32, 64, 1)),  # a chosen model wins
+])
+def test_size_sets_the_batch_and_model_unless_given(tmp_path, size, device, batch, overrides, expected):
+    from lra_bench.bench.steps import plan
+
+    (p,) = plan("text", ["dct"], [64], batch, steps=1, warmup=0, device=device, out=tmp_path, overrides=overrides,
+                size=size)
+    assert (p.size, p.cfg.trainer.batch_size, p.cfg.model.hidden_dim, p.cfg.model.num_layers) == expected
+
+
+def test_auto_size_on_cuda_is_lras():
+    from lra_bench.bench.steps import sized
+
+    assert sized("auto", torch.device("cuda"), None, []) == ("lra", 32, [])
+    assert sized("auto", torch.device("cpu"), None, ["x=1"]) == ("cpu", 4, ["model=small", "x=1"])
+    with pytest.raises(ConfigError, match="--size huge: expected auto, lra or cpu"):
+        sized("huge", torch.device("cpu"), None, [])

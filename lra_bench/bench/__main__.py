@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _steps_parser(sub) -> None:
-    from lra_bench.bench.steps import DEFAULT_LENGTHS, DEFAULT_OUT
+    from lra_bench.bench.steps import CPU_BATCH, DEFAULT_LENGTHS, DEFAULT_OUT
 
     lengths = ",".join(map(str, DEFAULT_LENGTHS))
     p = sub.add_parser("steps", help="training steps/s and peak memory of whole models (LRA Table 2)",
@@ -54,7 +54,11 @@ def _steps_parser(sub) -> None:
     p.add_argument("--task", default="text", help="conf/task name (default text, LRA's choice)")
     p.add_argument("--attn", default=None, help="comma-separated conf/attn names (default: all of them)")
     p.add_argument("--lengths", default=lengths, help=f"comma-separated sequence lengths ({lengths})")
-    p.add_argument("--batch", type=int, default=32, help="trainer.batch_size (default 32)")
+    p.add_argument("--size", default="auto", choices=["auto", "lra", "cpu"],
+                   help="lra: LRA's sizes (batch 32, the task's LRA model); cpu: a size that fits a CPU (batch "
+                        f"{CPU_BATCH}, model=small); auto (default): lra on CUDA, cpu on CPU. --batch and a model= "
+                        "override take precedence")
+    p.add_argument("--batch", type=int, default=None, help="trainer.batch_size (default: that of --size)")
     p.add_argument("--steps", type=int, default=10, help="timed training steps (default 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed training steps before them (default 3)")
     p.add_argument("--device", default="auto", help="trainer.device: cpu, cuda[:N] or auto")
@@ -144,7 +148,7 @@ def _steps(args: argparse.Namespace, extra: list[str]) -> int:
             raise LRABenchError(f"--lengths {args.lengths}: expected comma-separated integers") from None
         planned = steps.plan(args.task, _split(args.attn) if args.attn is not None else None, lengths, args.batch,
                              steps=args.steps, warmup=args.warmup, device=args.device, threads=args.threads,
-                             out=args.out, overrides=overrides)
+                             out=args.out, overrides=overrides, size=args.size)
         device = steps.pick_device(planned[0].cfg.trainer.device)
     except LRABenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -57,6 +57,10 @@ from lra_bench.train.run import seed_everything
 
 DEFAULT_LENGTHS = (1000, 2000, 3000, 4000)
 DEFAULT_OUT = "outputs/speed"
+LRA_BATCH, CPU_BATCH = 32, 4
+# --size: (default batch, overrides put before the user's). lra: LRA's Table 2 setting; cpu: a
+# size whose softmax at 4K fits a CPU machine's memory (about 8 GB with attention dropout).
+SIZES = {"lra": (LRA_BATCH, ()), "cpu": (CPU_BATCH, ("model=small",))}
 SOFTMAX = "softmax"
 # Override keys the command's own options set: given as overrides they would contradict them.
 RESERVED = {"task": "--task", "attn": "--attn", "task.max_length": "--lengths", "trainer.batch_size": "--batch",
@@ -74,6 +78,7 @@ class Planned:
     cfg: DictConfig
     spec: TaskSpec
     run_id: str
+    size: str = "lra"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -127,12 +132,29 @@ def task_spec_of(cfg: DictConfig) -> TaskSpec:
     return spec_fn(**kwargs)
 
 
-def plan(task: str, attns: Optional[Iterable[str]], lengths: Sequence[int], batch: int, *, steps: int, warmup: int,
-         device: str = "auto", threads: Optional[int] = None, out: str | os.PathLike = DEFAULT_OUT,
-         overrides: Sequence[str] = (), conf_dir: Path = CONF_DIR) -> list[Planned]:
+def sized(size: str, device: torch.device, batch: Optional[int], overrides: Sequence[str]) -> tuple[str, int, list]:
+    """(size, batch, overrides) for --size (auto: lra on CUDA, cpu elsewhere): the size's batch
+    unless `batch` is given, and its model unless the overrides choose one (model=...)."""
+    if size not in ("auto", *SIZES):
+        raise ConfigError(f"--size {size}: expected auto, {' or '.join(SIZES)}")
+    if size == "auto":
+        size = "lra" if device.type == "cuda" else "cpu"
+    default_batch, extra = SIZES[size]
+    chosen = any(arg.split("=", 1)[0].lstrip("+~") == "model" for arg in overrides)
+    return size, default_batch if batch is None else batch, [a for a in extra if not chosen] + list(overrides)
+
+
+def plan(task: str, attns: Optional[Iterable[str]], lengths: Sequence[int], batch: Optional[int] = None, *,
+         steps: int, warmup: int, device: str = "auto", threads: Optional[int] = None,
+         out: str | os.PathLike = DEFAULT_OUT, overrides: Sequence[str] = (), conf_dir: Path = CONF_DIR,
+         size: str = "auto") -> list[Planned]:
     """Every (length, attn) configuration, composed and validated; ConfigError on any user error.
 
+    `size` sets the defaults (see `sized`): LRA's batch 32 and model on a GPU, batch 4 and
+    model=small on a CPU; `batch` and a model= override take precedence.
     Lengths ascend; at each length softmax comes first, so the others can be compared to it."""
+    dev = pick_device(device, option="--device")  # cpu, cuda[:N] or auto, and CUDA present when asked for
+    size, batch, overrides = sized(size, dev, batch, overrides)
     tasks, choices = available("task", conf_dir), available("attn", conf_dir)
     if task not in tasks:
         raise ConfigError(f"unknown --task {task}; available: {', '.join(tasks)} (from {conf_dir / 'task'})")
@@ -153,7 +175,6 @@ def plan(task: str, attns: Optional[Iterable[str]], lengths: Sequence[int], batc
     out = Path(out)
     _check_out(out)
 
-    dev = pick_device(device, option="--device")  # cpu, cuda[:N] or auto, and CUDA present when asked for
     flags = [f"trainer.batch_size={batch}", f"trainer.device={device}"]
     flags += [f"trainer.threads={threads}"] if threads is not None else []
     # image, pathfinder, pathx have no task.max_length: their length follows from the data (resolution)
@@ -170,7 +191,7 @@ def plan(task: str, attns: Optional[Iterable[str]], lengths: Sequence[int], batc
                 wrong = ",".join(str(m) for m in lengths if m != spec.max_length)
                 raise ConfigError(f"--lengths {wrong}: task {task} has a fixed length of {spec.max_length}; "
                                   f"use --lengths {spec.max_length}")
-            planned.append(Planned(attn, spec.max_length, cfg, spec, ""))
+            planned.append(Planned(attn, spec.max_length, cfg, spec, "", size))
     if threads is not None:
         torch.set_num_threads(threads)
     machine = {"steps": steps, "warmup": warmup, "device": dev.type, "hardware": hardware(dev)}
@@ -263,15 +284,16 @@ def run_one(p: Planned, device: torch.device, steps: int, warmup: int, commit: O
 
 
 def bench_steps(task: str = "text", attns: Optional[Iterable[str]] = None, lengths: Sequence[int] = DEFAULT_LENGTHS,
-                batch: int = 32, *, steps: int = 10, warmup: int = 3, device: str = "auto",
+                batch: Optional[int] = None, *, steps: int = 10, warmup: int = 3, device: str = "auto",
                 threads: Optional[int] = None, out: str | os.PathLike = DEFAULT_OUT, overrides: Sequence[str] = (),
-                conf_dir: Path = CONF_DIR, progress: Optional[Callable[[dict, int, int], None]] = None) -> list[dict]:
+                conf_dir: Path = CONF_DIR, progress: Optional[Callable[[dict, int, int], None]] = None,
+                size: str = "auto") -> list[dict]:
     """Measure every (length, attn) of `plan` (see the module doc) and return their run records.
 
     Records go to `paths.records` (`<out>/records` unless overridden). `progress(record,
     index, total)` is called after each configuration."""
     planned = plan(task, attns, lengths, batch, steps=steps, warmup=warmup, device=device, threads=threads, out=out,
-                   overrides=overrides, conf_dir=conf_dir)
+                   overrides=overrides, conf_dir=conf_dir, size=size)
     dev = pick_device(planned[0].cfg.trainer.device)
     commit = git_commit()
     free_memory(dev)
@@ -313,10 +335,12 @@ def header_line(task: str, planned: list[Planned], device: torch.device, steps: 
     """What the numbers depend on: task, machine, torch, batch, step counts, memory method."""
     memory = ("CUDA max_memory_allocated" if device.type == "cuda"
               else "process peak RSS, Python and torch included")
-    precision = amp_mode.resolve(planned[0].cfg.trainer.precision, device)
+    cfg = planned[0].cfg
+    precision = amp_mode.resolve(cfg.trainer.precision, device)
+    model = f"model emb {cfg.model.hidden_dim} x {cfg.model.num_layers} layers"
     return (f"speed benchmark | task {task} | {device.type} ({hardware(device)}) | torch {torch.__version__} | "
-            f"batch {planned[0].cfg.trainer.batch_size} | {precision} | {steps} timed training steps after {warmup} "
-            f"warm-up | memory: {memory}")
+            f"size {planned[0].size}: batch {cfg.trainer.batch_size}, {model} | {precision} | {steps} timed "
+            f"training steps after {warmup} warm-up | memory: {memory}")
 
 
 def table_header() -> str:
