@@ -203,10 +203,12 @@ def _finish(record: dict, cfg: DictConfig, logger: Any, device: torch.device, t0
     log.info("run record (%s) written to %s", record["status"], path)
 
 
-# What a W&B run's summary carries: every field the report's tables use.
-_SUMMARY_KEYS = ("task", "attn", "seed", "seq_len", "batch_size", "status", "best_val_accuracy", "test_accuracy",
-                 "steps", "examples_per_s", "tokens_per_s", "steps_per_s", "peak_memory_bytes", "num_params",
-                 "wall_time_s")
+# What a W&B run's summary carries: every field of the record that the report's tables and their
+# provenance use (lra_bench.report.records.COLUMNS; the config is the W&B run's config).
+_SUMMARY_KEYS = ("run_id", "kind", "task", "attn", "seed", "seq_len", "batch_size", "status", "best_val_accuracy",
+                 "test_accuracy", "majority_test_accuracy", "steps", "examples_per_s", "tokens_per_s", "steps_per_s",
+                 "peak_memory_bytes", "peak_memory_kind", "num_params", "precision", "device", "hardware",
+                 "torch_version", "git_commit", "finished_at", "wall_time_s")
 
 
 def _complete(record: dict) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,32 @@ def test_wandb_offline_logs_and_keeps_record(compose_cfg, tmp_path):
     assert record["status"] == "ok"
     runs = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert runs, "an offline W&B run directory is written under paths.wandb"
+
+
+def test_wandb_summary_carries_every_field_the_report_reads(compose_cfg, monkeypatch):
+    from lra_bench.report.records import COLUMNS
+
+    class FakeRun:
+        def __init__(self, config):
+            self.dir, self.config, self.summary = None, config, {}
+
+        def log(self, metrics, step):
+            pass
+
+        def finish(self, exit_code=0):
+            pass
+
+    runs = []
+    fake = type(sys)("wandb")
+    fake.init = lambda mode, **kwargs: runs.append(FakeRun(kwargs["config"])) or runs[-1]
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    record = run(compose_cfg("logger=wandb", "logger.mode=offline"))
+    (wandb_run,) = runs
+    derived = {"length", "batch", "fp_identity", "fp_arch", "path"}  # the report computes these from the rest
+    for key in set(COLUMNS) - derived | {"seq_len", "batch_size"}:
+        assert key in wandb_run.summary and wandb_run.summary[key] == record[key], key
+    assert wandb_run.summary["hardware"] and wandb_run.summary["torch_version"] == torch.__version__
+    assert wandb_run.config == record["config"]
 
 
 def test_divergence_is_recorded(compose_cfg, monkeypatch):
