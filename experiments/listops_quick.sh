@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ATTN=${ATTN:-softmax,fnet,dct,dst,hadamard,mixed,dct_attention,hadamard_attention,mixed_spectral}
+SEEDS=${SEEDS:-0,1,2}
 OUT=${OUT:-outputs/listops_quick}
-python -m lra_bench -m task=listops trainer=quick attn="$ATTN" seed=0,1,2 paths.root="$OUT" \
+python -m lra_bench -m task=listops trainer=quick attn="$ATTN" seed="$SEEDS" paths.root="$OUT" \
     logger=none trainer.progress=false trainer.threads=2
 python -m lra_bench.bench steps --task text --attn "$ATTN" --lengths 1000,2000,3000,4000 --batch 4 \
     --steps 5 --warmup 2 --threads 2 --out "$OUT/speed" model=small

@@ -8,10 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${LRA_DATA:?set LRA_DATA to the unpacked lra_release folder}"
 ATTN=${ATTN:-softmax,fnet,dct,dst,hadamard,mixed,dct_attention,hadamard_attention,mixed_spectral}
+SEEDS=${SEEDS:-0,1,2}
 OUT=${OUT:-outputs/lra_grid}
 python -m lra_bench -m hydra/launcher=slurm hydra.launcher.partition="${PARTITION:-gpu}" \
-    task=listops,text,retrieval,image,pathfinder,pathx attn="$ATTN" seed=0,1,2 \
+    task=listops,text,retrieval,image,pathfinder,pathx attn="$ATTN" seed="$SEEDS" \
     paths.data_root="$LRA_DATA" paths.root="$OUT" trainer.progress=false
 python -m lra_bench.bench steps --task text --attn "$ATTN" --lengths 1000,2000,3000,4000 --batch 32 \
-    --device cuda --out "$OUT/speed"
+    --size lra --device cuda --out "$OUT/speed"
 python -m lra_bench.report "$OUT" --out results/lra_grid

@@ -89,6 +89,8 @@ def test_cli_prints_table_and_writes_csv(tmp_path):
     df = pd.read_csv(out)
     assert list(df.columns) == CSV_COLUMNS and len(df) == 2 and (df.status == "ok").all()
     assert set(df.hidden) == {16} and set(df.heads) == {2} and set(df.threads) == {2}
+    assert out.with_suffix(".txt").read_text().splitlines() == lines[:4]  # the printed table, beside the CSV
+    assert lines[4] == f"wrote {out} and {out.with_suffix('.txt')} (the table above)"
 
 
 def test_cli_unknown_name_is_one_line_exit_2_and_writes_nothing(tmp_path):
@@ -97,7 +99,7 @@ def test_cli_unknown_name_is_one_line_exit_2_and_writes_nothing(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error: unknown --attn nope; available: ")
     assert ", ".join(mixer_names()) in r.stderr
-    assert r.stdout == "" and not out.exists()
+    assert r.stdout == "" and not out.exists() and not out.with_suffix(".txt").exists()
 
 
 @pytest.mark.parametrize("option, name, message", [

@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", default="auto", choices=["auto", "tensors", "rss"],
                    help="peak-memory method: auto = CUDA allocator on GPU, live tensor storage on CPU")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="CSV path (default results/bench/attention_<cpu|cuda>.csv)")
+    p.add_argument("--out", default=None, help="CSV path (default results/bench/attention_<cpu|cuda>.csv); the "
+                                               "printed table goes beside it as .txt")
     _steps_parser(sub)
     return parser
 
@@ -105,7 +106,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from lra_bench.bench.attention import bench_attention
     from lra_bench.train.distributed import pick_device
     from lra_bench.bench.mixers import mixer_names
-    from lra_bench.bench.report import header, table, write_csv
+    from lra_bench.bench.report import header, table, write_csv, write_table
 
     def progress(row: dict, index: int, total: int) -> None:
         done = (f"fwd {row['fwd_ms']:.2f} ms, fwd+bwd {row['fwdbwd_ms']:.2f} ms, peak {row['peak_mib']:.1f} MiB"
@@ -129,7 +130,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(header(df))
     print(table(df))
     write_csv(df, out)
-    print(f"wrote {out}")
+    write_table(df, out.with_suffix(".txt"))
+    print(f"wrote {out} and {out.with_suffix('.txt')} (the table above)")
     return 0
 
 

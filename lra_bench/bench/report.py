@@ -54,3 +54,9 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """All rows and columns to `path` (parent folders created; written atomically)."""
     with atomic_write(path, "w", newline="") as f:
         df.to_csv(f, index=False, columns=CSV_COLUMNS)
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """The printed header line and table to `path` (written atomically)."""
+    with atomic_write(path, "w") as f:
+        f.write(f"{header(df)}\n{table(df)}\n")
