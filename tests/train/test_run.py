@@ -136,3 +136,17 @@ def test_out_of_memory_is_recorded_as_oom_not_raised(compose_cfg, monkeypatch):
     record = run(compose_cfg("trainer.resume=false"))
     on_disk = json.loads(Path(record["record_path"]).read_text())
     assert on_disk["status"] == "oom" and "out of memory" in on_disk["error"] and on_disk["kind"] == "train"
+
+
+def test_a_crash_leaves_a_failed_record_then_raises(compose_cfg, monkeypatch):
+    def crash(*args, **kwargs):
+        raise ValueError("a bug in a mixer")
+
+    monkeypatch.setattr(sys.modules["lra_bench.train.run"], "train", crash)
+    cfg = compose_cfg("trainer.resume=false")
+    with pytest.raises(ValueError, match="a bug in a mixer"):
+        run(cfg)
+    (path,) = Path(cfg.paths.records).glob("*.json")
+    on_disk = json.loads(path.read_text())
+    assert on_disk["status"] == "failed" and on_disk["error"] == "ValueError: a bug in a mixer"
+    assert on_disk["test_accuracy"] is None and on_disk["kind"] == "train" and on_disk["finished_at"]
