@@ -11,6 +11,6 @@ SEEDS=${SEEDS:-0,1,2}
 OUT=${OUT:-outputs/listops_quick}
 python -m lra_bench -m task=listops trainer=quick attn="$ATTN" seed="$SEEDS" paths.root="$OUT" \
     logger=none trainer.progress=false trainer.threads=2
-python -m lra_bench.bench steps --task text --attn "$ATTN" --lengths 1000,2000,3000,4000 --batch 4 \
-    --steps 5 --warmup 2 --threads 2 --out "$OUT/speed" model=small
+python -m lra_bench.bench steps --task text --attn "$ATTN" --lengths 1000,2000,3000,4000 --size cpu \
+    --steps 5 --warmup 2 --threads 2 --out "$OUT/speed"
 python -m lra_bench.report "$OUT" --out results/listops_quick

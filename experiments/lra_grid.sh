@@ -13,6 +13,6 @@ OUT=${OUT:-outputs/lra_grid}
 python -m lra_bench -m hydra/launcher=slurm hydra.launcher.partition="${PARTITION:-gpu}" \
     task=listops,text,retrieval,image,pathfinder,pathx attn="$ATTN" seed="$SEEDS" \
     paths.data_root="$LRA_DATA" paths.root="$OUT" trainer.progress=false
-python -m lra_bench.bench steps --task text --attn "$ATTN" --lengths 1000,2000,3000,4000 --batch 32 \
+python -m lra_bench.bench steps --task text --attn "$ATTN" --lengths 1000,2000,3000,4000 \
     --size lra --device cuda --out "$OUT/speed"
 python -m lra_bench.report "$OUT" --out results/lra_grid

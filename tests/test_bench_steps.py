@@ -104,7 +104,8 @@ def test_cli_prints_a_table_and_the_records_folder(tmp_path, capsys):
                          "--warmup", "0", "--threads", "1", "--device", "cpu", "--out", str(tmp_path), "model=small")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("speed benchmark | task text | cpu") and "size cpu: batch 2, model emb 64" in lines[0]
+    assert lines[0].startswith("speed benchmark | task text | cpu") and (
+        "size cpu (batch, model given): batch 2, model emb 64, 4 heads, 2 layers" in lines[0])
     assert lines[1].split()[:3] == ["attn", "length", "steps/s"]
     assert [line.split()[:2] for line in lines[2:4]] == [["softmax", "32"], ["fnet", "32"]]
     assert lines[2].split()[3] == "1.00x" and lines[3].split()[-1] == "ok"
@@ -124,7 +125,7 @@ def test_cli_prints_a_table_and_the_records_folder(tmp_path, capsys):
     (["trainer.lr=abc"], "trainer.lr=abc"),
     (["trainer.lrr=1"], "unknown key trainer.lrr"),
     (["trainer.batch_size=4"], "trainer.batch_size is set by --batch"),
-    (["model.num_heads=3"], "model.hidden_dim=64 is not divisible by model.num_heads=3"),  # cpu size: small
+    (["--device", "cpu", "model.num_heads=3"], "model.hidden_dim=64 is not divisible by model.num_heads=3"),  # small
     (["--size", "lra", "model.num_heads=3"], "model.hidden_dim=256 is not divisible by model.num_heads=3"),
     (["--size", "gpu"], "argument --size: invalid choice: 'gpu'"),
     (["--device", "tpu"], "--device=tpu is not a device this harness runs on; use cpu, cuda[:N] or auto"),
@@ -211,7 +212,9 @@ def test_size_sets_the_batch_and_model_unless_given(tmp_path, size, device, batc
 def test_auto_size_on_cuda_is_lras():
     from lra_bench.bench.steps import sized
 
-    assert sized("auto", torch.device("cuda"), None, []) == ("lra", 32, [])
-    assert sized("auto", torch.device("cpu"), None, ["x=1"]) == ("cpu", 4, ["model=small", "x=1"])
+    assert sized("auto", torch.device("cuda"), None, []) == ("lra", 32, [], "")
+    assert sized("auto", torch.device("cpu"), None, ["x=1"]) == ("cpu", 4, ["model=small", "x=1"], "")
+    assert sized("cpu", torch.device("cpu"), 8, ["experiment=e"]) == ("cpu", 8, ["experiment=e"], "batch, experiment")
+    assert sized("cpu", torch.device("cpu"), None, ["+model=m"]) == ("cpu", 4, ["+model=m"], "model")
     with pytest.raises(ConfigError, match="--size huge: expected auto, lra or cpu"):
         sized("huge", torch.device("cpu"), None, [])

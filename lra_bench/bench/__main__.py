@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="peak-memory method: auto = CUDA allocator on GPU, live tensor storage on CPU")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="CSV path (default results/bench/attention_<cpu|cuda>.csv); the "
-                                               "printed table goes beside it as .txt")
+                                               "printed table goes beside it (.csv -> .txt, else + .txt)")
     _steps_parser(sub)
     return parser
 
@@ -120,7 +120,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise LRABenchError(f"--lengths {args.lengths}: expected comma-separated integers") from None
         names = _split(args.attn) if args.attn is not None else mixer_names()
         out = Path(args.out or f"results/bench/attention_{pick_device(args.device, option='--device').type}.csv")
+        txt = out.with_suffix(".txt") if out.suffix == ".csv" else out.with_name(out.name + ".txt")
         _check_writable(out)
+        _check_writable(txt)
         df = bench_attention(names, lengths, args.batch, args.hidden, args.heads, dtype=args.dtype,
                              device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
                              min_time=args.min_time, memory_method=args.memory, seed=args.seed, progress=progress)
@@ -130,8 +132,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(header(df))
     print(table(df))
     write_csv(df, out)
-    write_table(df, out.with_suffix(".txt"))
-    print(f"wrote {out} and {out.with_suffix('.txt')} (the table above)")
+    write_table(df, txt)
+    print(f"wrote {out} and {txt} (the table above)")
     return 0
 
 

@@ -78,7 +78,8 @@ class Planned:
     cfg: DictConfig
     spec: TaskSpec
     run_id: str
-    size: str = "lra"
+    size: str  # lra or cpu (see `sized`)
+    given: str = ""  # what the command line set instead of the size's defaults, e.g. "batch, model"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -103,9 +104,14 @@ def _compose(overrides: list[str], conf_dir: Path) -> DictConfig:
         GlobalHydra.instance().clear()
 
 
+def _key(override: str) -> str:
+    """The key an override sets: `+model=small` -> model."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def _check_overrides(overrides: Sequence[str], conf_dir: Path) -> None:
     for arg in overrides:
-        key = arg.split("=", 1)[0].lstrip("+~")
+        key = _key(arg)
         if key in RESERVED:
             raise ConfigError(f"override {arg}: {key} is set by {RESERVED[key]}; use that option instead")
     problem = check_overrides(overrides, conf_dir)
@@ -132,16 +138,20 @@ def task_spec_of(cfg: DictConfig) -> TaskSpec:
     return spec_fn(**kwargs)
 
 
-def sized(size: str, device: torch.device, batch: Optional[int], overrides: Sequence[str]) -> tuple[str, int, list]:
-    """(size, batch, overrides) for --size (auto: lra on CUDA, cpu elsewhere): the size's batch
-    unless `batch` is given, and its model unless the overrides choose one (model=...)."""
+def sized(size: str, device: torch.device, batch: Optional[int], overrides: Sequence[str]
+          ) -> tuple[str, int, list, str]:
+    """(size, batch, overrides, given) for --size (auto: lra on CUDA, cpu elsewhere): the
+    size's batch unless `batch` is given, and its model unless the overrides choose one
+    (model=... or an experiment=, which sets its own); `given` names what was given instead."""
     if size not in ("auto", *SIZES):
         raise ConfigError(f"--size {size}: expected auto, {' or '.join(SIZES)}")
     if size == "auto":
         size = "lra" if device.type == "cuda" else "cpu"
     default_batch, extra = SIZES[size]
-    chosen = any(arg.split("=", 1)[0].lstrip("+~") == "model" for arg in overrides)
-    return size, default_batch if batch is None else batch, [a for a in extra if not chosen] + list(overrides)
+    chosen = [_key(a) for a in overrides if _key(a) in ("model", "experiment")]
+    given = ["batch"] * (batch is not None) + list(dict.fromkeys(chosen))
+    return (size, default_batch if batch is None else batch, [a for a in extra if not chosen] + list(overrides),
+            ", ".join(given))
 
 
 def plan(task: str, attns: Optional[Iterable[str]], lengths: Sequence[int], batch: Optional[int] = None, *,
@@ -154,7 +164,7 @@ def plan(task: str, attns: Optional[Iterable[str]], lengths: Sequence[int], batc
     model=small on a CPU; `batch` and a model= override take precedence.
     Lengths ascend; at each length softmax comes first, so the others can be compared to it."""
     dev = pick_device(device, option="--device")  # cpu, cuda[:N] or auto, and CUDA present when asked for
-    size, batch, overrides = sized(size, dev, batch, overrides)
+    size, batch, overrides, given = sized(size, dev, batch, overrides)
     tasks, choices = available("task", conf_dir), available("attn", conf_dir)
     if task not in tasks:
         raise ConfigError(f"unknown --task {task}; available: {', '.join(tasks)} (from {conf_dir / 'task'})")
@@ -191,7 +201,7 @@ def plan(task: str, attns: Optional[Iterable[str]], lengths: Sequence[int], batc
                 wrong = ",".join(str(m) for m in lengths if m != spec.max_length)
                 raise ConfigError(f"--lengths {wrong}: task {task} has a fixed length of {spec.max_length}; "
                                   f"use --lengths {spec.max_length}")
-            planned.append(Planned(attn, spec.max_length, cfg, spec, "", size))
+            planned.append(Planned(attn, spec.max_length, cfg, spec, "", size, given))
     if threads is not None:
         torch.set_num_threads(threads)
     machine = {"steps": steps, "warmup": warmup, "device": dev.type, "hardware": hardware(dev)}
@@ -335,11 +345,12 @@ def header_line(task: str, planned: list[Planned], device: torch.device, steps: 
     """What the numbers depend on: task, machine, torch, batch, step counts, memory method."""
     memory = ("CUDA max_memory_allocated" if device.type == "cuda"
               else "process peak RSS, Python and torch included")
-    cfg = planned[0].cfg
+    first = planned[0]
+    cfg, given = first.cfg, f" ({first.given} given)" if first.given else ""
     precision = amp_mode.resolve(cfg.trainer.precision, device)
-    model = f"model emb {cfg.model.hidden_dim} x {cfg.model.num_layers} layers"
+    model = f"model emb {cfg.model.hidden_dim}, {cfg.model.num_heads} heads, {cfg.model.num_layers} layers"
     return (f"speed benchmark | task {task} | {device.type} ({hardware(device)}) | torch {torch.__version__} | "
-            f"size {planned[0].size}: batch {cfg.trainer.batch_size}, {model} | {precision} | {steps} timed "
+            f"size {first.size}{given}: batch {cfg.trainer.batch_size}, {model} | {precision} | {steps} timed "
             f"training steps after {warmup} warm-up | memory: {memory}")
 
 

@@ -213,6 +213,6 @@ _SUMMARY_KEYS = ("run_id", "kind", "task", "attn", "seed", "seq_len", "batch_siz
 
 def _complete(record: dict) -> dict:
     """Every schema key present (None where the run did not get that far)."""
-    return {**{k: None for k in _SUMMARY_KEYS + ("best_step", "test_loss", "resumed_from", "peak_memory_kind",
-                                                       "skipped_steps", "precision", "oom", "train_wall_s")},
+    return {**{k: None for k in _SUMMARY_KEYS + ("best_step", "test_loss", "resumed_from", "skipped_steps", "oom",
+                                                       "train_wall_s")},
             "history": [], **record}
