@@ -3,9 +3,9 @@
 # (experiment=listops_cpu) and Pathfinder (experiment=pathfinder_cpu), every attention
 # variant, 3 seeds -- plus the speed/memory mode at 1K-4K (byte-level Text shapes, --size
 # cpu: small model and batch 4, without attention dropout as in both presets), then the
-# report. About 5 hours of 2 CPU cores (ListOps ~2 h, Pathfinder ~3 h, mostly softmax's;
-# see the presets' comments); run on an otherwise idle machine (timings move ~10% under
-# load). SEEDS / EXPS / ATTN / OUT narrow or move it.
+# report. About 4.5 hours of 2 CPU cores (ListOps ~2 h, Pathfinder ~2.5 h; see the presets'
+# comments); run on an otherwise idle machine (timings move ~10% under load).
+# SEEDS / EXPS / ATTN / OUT narrow or move it.
 # Stopped part way, the same command continues it (finished runs are re-entered in seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
