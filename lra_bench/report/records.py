@@ -41,7 +41,7 @@ _MAX_LABEL_KEYS = 2
 
 COLUMNS = ("run_id", "kind", "task", "attn", "seed", "status", "test_accuracy", "length", "batch", "steps_per_s",
            "peak_memory_bytes", "peak_memory_kind", "num_params", "hardware", "device", "torch_version",
-           "git_commit", "finished_at", "fp_identity", "fp_arch", "path")
+           "git_commit", "trained_at_commits", "finished_at", "fp_identity", "fp_arch", "path")
 
 
 class ReportError(LRABenchError):
@@ -217,7 +217,10 @@ def provenance(df: pd.DataFrame, what: str, memory: bool = False) -> list[str]:
     """Lines saying what a table rests on: the runs by status, where and with what they ran,
     and (with `memory`) how their peak memory was measured."""
     statuses = ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
-    commits = df["git_commit"].map(lambda c: c if c is None else str(c)[:10] + ("-dirty" if "dirty" in str(c) else ""))
+    # the code that trained each run (every commit of one resumed across commits), else the record's
+    trained = [t if isinstance(t, list) and t else [c] for t, c in zip(df["trained_at_commits"], df["git_commit"])]
+    commits = pd.Series([c if c is None else str(c)[:10] + ("-dirty" if "dirty" in str(c) else "")
+                         for run in trained for c in run], dtype=object)
     lines = [f"Provenance: {what}: {len(df)} ({statuses or 'none'})"]
     if df.empty:
         return lines

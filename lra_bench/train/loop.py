@@ -60,6 +60,7 @@ class TrainResult:
     skipped_steps: int = 0
     precision: str = "fp32"
     train_wall_s: float = 0.0  # training and evaluation time of every process the run took (to its last checkpoint)
+    trained_at_commits: list = field(default_factory=list)  # the code of each stretch of training, in order
 
 
 def train_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -82,9 +83,11 @@ def _wrap(model: nn.Module, tcfg: Any, device: torch.device, dist: Dist) -> nn.M
 
 def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: torch.device, ckpt_dir: Path,
           on_metrics: Callable[[dict, int], None] = lambda m, s: None, dist: Dist = Dist(),
-          resume: Optional[tuple[Path, dict]] = None) -> TrainResult:
+          resume: Optional[tuple[Path, dict]] = None, commit: Optional[str] = None) -> TrainResult:
     """Train for `tcfg.max_steps` steps into `ckpt_dir`, continuing `resume` = (the folder it
-    was read from, the training state loaded from it) when given, else from scratch."""
+    was read from, the training state loaded from it) when given, else from scratch.
+    `commit` (the code's git commit) joins the checkpointed list of commits that trained
+    when this process has steps to train."""
     model.to(device)
     precision = amp_mode.resolve(tcfg.precision, device)
     scaler = amp_mode.grad_scaler(precision, device)
@@ -95,7 +98,8 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
         torch.manual_seed(seed * 1_000_003 + dist.rank)
     # everything the next step and the final record depend on besides weights, optimizer and RNG
     s = {"step": 0, "best_val_accuracy": -1.0, "best_step": 0, "history": [], "span": [0.0, 0.0, 0.0],
-         "skipped_steps": 0, "nonfinite_run": 0, "throughput": None, "peak_memory_bytes": 0, "wall_s": 0.0}
+         "skipped_steps": 0, "nonfinite_run": 0, "throughput": None, "peak_memory_bytes": 0, "wall_s": 0.0,
+         "commits": []}
     resumed_from = None
     source, state = resume if resume is not None else (None, None)
     if state is None and dist.is_main:  # a fresh start never falls back to an older run's files
@@ -113,6 +117,8 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
             copy_best(source, ckpt_dir, s["best_step"])
         log.info("resumed from %s at step %d (best val accuracy %.4f at step %d)", source, s["step"],
                  s["best_val_accuracy"], s["best_step"])
+    if commit is not None and s["step"] < tcfg.max_steps and s["commits"][-1:] != [commit]:
+        s["commits"] = s["commits"] + [commit]  # a re-entered finished run trains nothing: not added
     kept_best = {s["best_step"]}  # the best weights the newest checkpoint points at
 
     def evaluation(split: Any, max_batches: Optional[int]) -> dict:
@@ -199,7 +205,7 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
                        peak_memory_bytes=max(s["peak_memory_bytes"], peak_memory_bytes(device)),
                        resumed_from=resumed_from, history=s["history"], peak_memory_kind=peak_kind,
                        skipped_steps=s["skipped_steps"], precision=precision,
-                       train_wall_s=earlier_wall_s + time.perf_counter() - t0)
+                       train_wall_s=earlier_wall_s + time.perf_counter() - t0, trained_at_commits=list(s["commits"]))
 
 
 def _nonfinite(s: dict, tcfg: Any, bad: tuple[str, float], opt: torch.optim.Optimizer, sched: Any) -> None:

@@ -4,7 +4,10 @@ Schema (keys always present): kind ("train"; the speed/memory mode writes "speed
 attn, seed, run_id, status (ok / failed / diverged / oom), error, seq_len, batch_size,
 best_val_accuracy, best_step, test_accuracy (at the best-val checkpoint), test_loss, steps, examples_per_s, tokens_per_s, steps_per_s, peak_memory_bytes,
 peak_memory_kind, num_params, wall_time_s, hardware, device, torch_version,
-git_commit, started_at, finished_at, config (resolved), history (per-eval metrics),
+git_commit (the code that wrote the record), trained_at_commits (the commits whose code
+ran its training steps, in order: several for a run resumed across commits, the original
+ones for a finished run entered again; null when training stopped with an error),
+started_at, finished_at, config (resolved), history (per-eval metrics),
 skipped_steps, precision, train_wall_s, oom ({phase, step, input_shape} for `oom`).
 Throughput, peak memory and train_wall_s cover all of a run's training, across the
 processes of a resumed run (time lost after the last checkpoint of a killed one excepted).

@@ -138,12 +138,13 @@ def run(cfg: DictConfig) -> dict:
     t0 = time.perf_counter()
     try:
         result = train(model, data, cfg.trainer, seed=seed, device=device, ckpt_dir=ckpt_dir, on_metrics=logger.log,
-                       dist=ranks, resume=None if state is None else (resume_dir, state))
+                       dist=ranks, resume=None if state is None else (resume_dir, state), commit=record["git_commit"])
         record.update(status="ok", steps=result.steps, best_val_accuracy=result.best_val_accuracy,
                       best_step=result.best_step, test_accuracy=result.test_accuracy, test_loss=result.test_loss,
                       peak_memory_bytes=result.peak_memory_bytes, peak_memory_kind=result.peak_memory_kind,
                       resumed_from=result.resumed_from, skipped_steps=result.skipped_steps,
                       train_wall_s=result.train_wall_s, precision=result.precision, history=result.history,
+                      trained_at_commits=result.trained_at_commits,
                       **result.throughput)
     except Diverged as exc:
         record.update(status="diverged", error=str(exc), steps=exc.step)
@@ -208,7 +209,7 @@ def _finish(record: dict, cfg: DictConfig, logger: Any, device: torch.device, t0
 _SUMMARY_KEYS = ("run_id", "kind", "task", "attn", "seed", "seq_len", "batch_size", "status", "best_val_accuracy",
                  "test_accuracy", "majority_test_accuracy", "steps", "examples_per_s", "tokens_per_s", "steps_per_s",
                  "peak_memory_bytes", "peak_memory_kind", "num_params", "precision", "device", "hardware",
-                 "torch_version", "git_commit", "finished_at", "wall_time_s")
+                 "torch_version", "git_commit", "trained_at_commits", "finished_at", "wall_time_s")
 
 
 def _complete(record: dict) -> dict:

@@ -105,3 +105,7 @@ def test_provenance_lines():
     assert "git commits: 275c1fc92c (1); abcdef0123-dirty (1)" in lines
     assert "devices: cuda (1); cuda:1 (1)" in lines
     assert "peak memory measured as: cuda_max_allocated" in lines
+    # the commits that trained a run count, not the one that re-entered it and wrote its record
+    recs.append(make_record("image", git_commit="ffff", trained_at_commits=["aaaa", "bbbb"]))
+    lines = records.provenance(records.frame(recs), "training runs")
+    assert "git commits: 275c1fc92c (1); abcdef0123-dirty (1); aaaa (1); bbbb (1)" in lines

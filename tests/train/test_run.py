@@ -150,3 +150,20 @@ def test_a_crash_leaves_a_failed_record_then_raises(compose_cfg, monkeypatch):
     on_disk = json.loads(path.read_text())
     assert on_disk["status"] == "failed" and on_disk["error"] == "ValueError: a bug in a mixer"
     assert on_disk["test_accuracy"] is None and on_disk["kind"] == "train" and on_disk["finished_at"]
+
+
+def test_records_name_the_commits_that_trained(compose_cfg, monkeypatch):
+    run_module = sys.modules["lra_bench.train.run"]
+    monkeypatch.setattr(run_module, "git_commit", lambda: "c1")
+    first = run(compose_cfg("trainer.max_steps=6"))
+    assert first["git_commit"] == "c1" and first["trained_at_commits"] == ["c1"]
+    # continued at another commit: both trained it, in order
+    monkeypatch.setattr(run_module, "git_commit", lambda: "c2")
+    folder = Path(first["config"]["paths"]["checkpoints"]) / first["run_id"]
+    second = run(compose_cfg(f"trainer.resume_from={folder}", "trainer.force_resume=true"))
+    assert second["resumed_from"] == 6 and second["trained_at_commits"] == ["c1", "c2"]
+    # a finished run entered again at a third commit: that commit wrote the record but trained nothing
+    monkeypatch.setattr(run_module, "git_commit", lambda: "c3")
+    again = run(compose_cfg(f"trainer.resume_from={folder}", "trainer.force_resume=true"))
+    on_disk = json.loads(Path(again["record_path"]).read_text())
+    assert on_disk["git_commit"] == "c3" and on_disk["trained_at_commits"] == ["c1", "c2"]
