@@ -112,6 +112,8 @@ def train(model: nn.Module, data: TaskData, tcfg: Any, *, seed: int, device: tor
             scaler.load_state_dict(state["scaler"])
         restore_rng(state["rng"], dist)
         s.update({k: state[k] for k in s if k in state})
+        if "commits" not in state and s["step"] > 0:  # trained before checkpoints kept their commits
+            s["commits"] = [None]  # unknown
         resumed_from = s["step"]
         if dist.is_main:  # from another run's folder, the best weights so far come along
             copy_best(source, ckpt_dir, s["best_step"])

@@ -6,7 +6,8 @@ best_val_accuracy, best_step, test_accuracy (at the best-val checkpoint), test_l
 peak_memory_kind, num_params, wall_time_s, hardware, device, torch_version,
 git_commit (the code that wrote the record), trained_at_commits (the commits whose code
 ran its training steps, in order: several for a run resumed across commits, the original
-ones for a finished run entered again; null when training stopped with an error),
+ones for a finished run entered again; null when training stopped with an error; an
+entry is null for steps resumed from a checkpoint older than this list),
 started_at, finished_at, config (resolved), history (per-eval metrics),
 skipped_steps, precision, train_wall_s, oom ({phase, step, input_shape} for `oom`).
 Throughput, peak memory and train_wall_s cover all of a run's training, across the

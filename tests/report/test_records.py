@@ -109,3 +109,5 @@ def test_provenance_lines():
     recs.append(make_record("image", git_commit="ffff", trained_at_commits=["aaaa", "bbbb"]))
     lines = records.provenance(records.frame(recs), "training runs")
     assert "git commits: 275c1fc92c (1); abcdef0123-dirty (1); aaaa (1); bbbb (1)" in lines
+    lines = records.provenance(records.frame([make_record(trained_at_commits=[None, "cccc"])]), "training runs")
+    assert "git commits: unknown (1); cccc (1)" in lines  # resumed from a checkpoint that kept no commit

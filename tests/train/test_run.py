@@ -167,3 +167,18 @@ def test_records_name_the_commits_that_trained(compose_cfg, monkeypatch):
     again = run(compose_cfg(f"trainer.resume_from={folder}", "trainer.force_resume=true"))
     on_disk = json.loads(Path(again["record_path"]).read_text())
     assert on_disk["git_commit"] == "c3" and on_disk["trained_at_commits"] == ["c1", "c2"]
+
+
+def test_a_checkpoint_from_before_commits_were_kept_counts_as_unknown(compose_cfg, monkeypatch):
+    run_module = sys.modules["lra_bench.train.run"]
+    monkeypatch.setattr(run_module, "git_commit", lambda: "c1")
+    first = run(compose_cfg("trainer.max_steps=6"))
+    folder = Path(first["config"]["paths"]["checkpoints"]) / first["run_id"]
+    for name in ("last.pt", "prev.pt"):  # as an older version wrote them
+        if (folder / name).exists():
+            state = torch.load(folder / name, weights_only=False)
+            del state["commits"]
+            torch.save(state, folder / name)
+    monkeypatch.setattr(run_module, "git_commit", lambda: "c2")
+    second = run(compose_cfg(f"trainer.resume_from={folder}", "trainer.force_resume=true"))
+    assert second["resumed_from"] == 6 and second["trained_at_commits"] == [None, "c2"]
