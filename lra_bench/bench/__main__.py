@@ -153,7 +153,7 @@ def _steps(args: argparse.Namespace, extra: list[str]) -> int:
         planned = steps.plan(args.task, _split(args.attn) if args.attn is not None else None, lengths, args.batch,
                              steps=args.steps, warmup=args.warmup, device=args.device, threads=args.threads,
                              out=args.out, overrides=overrides, size=args.size)
-        device = steps.pick_device(planned[0].cfg.trainer.device)
+        device = planned[0].device
     except LRABenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -78,6 +78,7 @@ class Planned:
     cfg: DictConfig
     spec: TaskSpec
     run_id: str
+    device: torch.device  # --device, parsed once
     size: str  # lra or cpu (see `sized`)
     given: str = ""  # what the command line set instead of the size's defaults, e.g. "batch, model"
 
@@ -201,7 +202,7 @@ def plan(task: str, attns: Optional[Iterable[str]], lengths: Sequence[int], batc
                 wrong = ",".join(str(m) for m in lengths if m != spec.max_length)
                 raise ConfigError(f"--lengths {wrong}: task {task} has a fixed length of {spec.max_length}; "
                                   f"use --lengths {spec.max_length}")
-            planned.append(Planned(attn, spec.max_length, cfg, spec, "", size, given))
+            planned.append(Planned(attn, spec.max_length, cfg, spec, "", dev, size, given))
     if threads is not None:
         torch.set_num_threads(threads)
     machine = {"steps": steps, "warmup": warmup, "device": dev.type, "hardware": hardware(dev)}
@@ -304,7 +305,7 @@ def bench_steps(task: str = "text", attns: Optional[Iterable[str]] = None, lengt
     index, total)` is called after each configuration."""
     planned = plan(task, attns, lengths, batch, steps=steps, warmup=warmup, device=device, threads=threads, out=out,
                    overrides=overrides, conf_dir=conf_dir, size=size)
-    dev = pick_device(planned[0].cfg.trainer.device)
+    dev = planned[0].device
     commit = git_commit()
     free_memory(dev)
     records = []
