@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from lra_bench.attention.lst_core import gather_tokens, spectral_core
 from lra_bench.transforms.cosine import DCT_TYPES
@@ -70,6 +71,39 @@ def permute_tokens(x: torch.Tensor, perm: torch.Tensor, inv_perm: torch.Tensor) 
     return _PermuteTokens.apply(x, perm, inv_perm)
 
 
+class _OutProjection(torch.autograd.Function):
+    """y = o^T wo^T (+ bias) per sequence: heads' output o (B, G, L), channels first, to
+    tokens (B, L, D).
+
+    Autograd would compute dL/do as (B, L, G) and leave the core a transposed view to copy;
+    this backward writes it channels-first, one product per sequence. Products run in the
+    forward's dtype (autocast's choice) and gradients come back in the inputs' dtypes."""
+
+    @staticmethod
+    def forward(ctx: Any, o: torch.Tensor, wo: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        w = wo.t().expand(o.shape[0], *wo.t().shape)
+        y = torch.bmm(o.transpose(1, 2), w) if bias is None else torch.baddbmm(bias, o.transpose(1, 2), w)
+        ctx.save_for_backward(o, wo)
+        ctx.dtype, ctx.bias_dtype = y.dtype, None if bias is None else bias.dtype
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dy: torch.Tensor):
+        o, wo = ctx.saved_tensors
+        with torch.autocast(dy.device.type, enabled=False):
+            dy = dy.to(ctx.dtype)
+            d_o = d_wo = d_b = None
+            if ctx.needs_input_grad[0]:
+                w = wo.to(ctx.dtype).t()
+                d_o = torch.bmm(w.expand(dy.shape[0], *w.shape), dy.transpose(1, 2)).to(o.dtype)  # (B, G, L)
+            if ctx.needs_input_grad[1]:
+                d_wo = torch.bmm(dy.transpose(1, 2), o.to(ctx.dtype).transpose(1, 2)).sum(0).to(wo.dtype)
+            if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:
+                d_b = dy.sum((0, 1)).to(ctx.bias_dtype)
+        return d_o, d_wo, d_b
+
+
 class HeadGroup:
     """Heads sharing one transform: their channels, their basis and their token order."""
 
@@ -96,15 +130,15 @@ def head_groups(kinds: list[str], bases: dict, head_dim: int) -> list[HeadGroup]
 def spectral_heads(x: torch.Tensor, mask: Optional[torch.Tensor], q: nn.Linear, k: nn.Linear, v: nn.Linear,
                    out: nn.Linear, groups: list[HeadGroup], run: Callable) -> torch.Tensor:
     """Mix each head group with `run(group, x, (q, k, v) projections, perms, mask, channels)`
-    -> (Hg, Dh, B, L) and project back to (B, L, D), zero at padded positions.
+    -> (B, Hg * Dh, L) and project back to (B, L, D), zero at padded positions.
 
-    Head outputs stay channels-first, so the transforms run along a contiguous axis and the
-    output projection is one 2-D matmul with a transposed operand. Groups whose basis wants
+    Head outputs stay channels-first, so the transforms run along a contiguous axis, and the
+    output projection reads them as a transposed operand (`_OutProjection`). Groups whose basis wants
     Makhoul order get their tokens reordered (perms = (perm, inverse)) and their output
     restored after the projection: cheaper than reordering every transform's input and
     output. A group of some heads uses only its `channels` of the projections.
     """
-    B, L, D = x.shape
+    L = x.shape[1]
     proj = [(lin.weight, lin.bias) for lin in (q, k, v)]
     y = None
     for g in groups:
@@ -114,11 +148,11 @@ def spectral_heads(x: torch.Tensor, mask: Optional[torch.Tensor], q: nn.Linear, 
             channels = g.index(x.device)[0]
             wo = wo.index_select(1, channels)
         m = mask if mask is None or perms is None else mask.index_select(1, perms[0])
-        o = run(g, x, proj, perms, m, channels).reshape(-1, B * L).t()  # (B*L, Dg), float32
+        o = run(g, x, proj, perms, m, channels)  # (B, Dg, L), float32
         if not torch.is_autocast_enabled(x.device.type):
             o = o.to(wo.dtype)
-        first = y is None and out.bias is not None  # the bias, added once (it commutes with reordering)
-        yg = (torch.addmm(out.bias, o, wo.t()) if first else o @ wo.t()).view(B, L, D)  # autocast picks the dtype
+        bias = out.bias if y is None else None  # the bias, added once (it commutes with reordering)
+        yg = _OutProjection.apply(o, wo, bias)  # (B, L, D); autocast picks the dtype
         if perms is not None:
             yg = permute_tokens(yg, perms[1], perms[0])
         y = yg if y is None else y + yg

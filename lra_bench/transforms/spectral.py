@@ -69,7 +69,7 @@ class Orthonormal:
 class FastDCT2:
     """Orthonormal DCT-II (DST-II with `sine`) of Makhoul-ordered input, packed.
 
-    `sine` may also be one flag per head (axis 0 of the core's tensors): DCT and DST heads
+    `sine` may also be one flag per head (axis -3 of the core's signals): DCT and DST heads
     then share one set of transforms, differing only in the signs of their inputs and
     outputs (for DST, (-1)^t of the original position t; in Makhoul order that is + for
     the first ceil(n/2) positions and - for the rest).
@@ -86,8 +86,8 @@ class FastDCT2:
         return n
 
     def _head_signs(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """(H, 1, 1, 1): -1 for sine heads, +1 for cosine heads."""
-        return (1.0 - 2.0 * self._head_sine.to(device, dtype)).view(-1, 1, 1, 1)
+        """(H, 1, 1): -1 for sine heads, +1 for cosine heads."""
+        return (1.0 - 2.0 * self._head_sine.to(device, dtype)).view(-1, 1, 1)
 
     def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
         """Signs applied to the (Makhoul-ordered) input: (n,), (H, 1, n) per head, or None."""
@@ -100,7 +100,7 @@ class FastDCT2:
         return torch.where(self._head_sine.to(device).view(-1, 1, 1), sign, torch.ones_like(sign))
 
     def _output_sign_(self, x: torch.Tensor) -> torch.Tensor:
-        """x (H, ..., n) *= the output signs, in place."""
+        """x (..., H, Dh, n) *= the output signs, in place."""
         tail = x[..., (x.shape[-1] + 1) // 2:]
         if self._head_sine is None:
             tail.neg_()
