@@ -229,10 +229,12 @@ def test_frozen_projection_weights_still_train_biases_and_scale():
 
 
 @pytest.mark.parametrize("make", [lambda: LSTAttention(8, 4, transform_type="mixed"),
-                                  lambda: MixedSpectralAttention(8, 4), lambda: HadamardAttention(8, 2)],
-                         ids=["lst_mixed", "mixed_spectral", "hadamard"])
+                                  lambda: MixedSpectralAttention(8, 4), lambda: HadamardAttention(8, 2),
+                                  lambda: LSTAttention(8, 2, transform_type="dst", use_bias=False)],
+                         ids=["lst_mixed", "mixed_spectral", "hadamard", "dst_no_bias"])
 def test_whole_layer_gradients_are_exact(make):
-    """Head groups (mixed kinds), the Fourier heads and Hadamard padding, through every parameter."""
+    """Head groups (mixed kinds), the Fourier heads, Hadamard padding and projections without
+    bias, through every parameter."""
     torch.manual_seed(0)
     layer = randomize(make()).double()
     names = [n for n, _ in layer.named_parameters()]
