@@ -35,6 +35,7 @@ def test_rows_times_memory_and_ratios():
         by = at_n.set_index("attn")
         assert by.loc["projections", "vs_proj"] == pytest.approx(1.0)
         assert by.loc["projections", "vs_proj_paired"] == 1.0 and (by.vs_proj_paired > 0).all()
+        assert (by.growth_paired > 0).all()  # t(n) / t(n/2), timed alternately
         assert by.loc["softmax", "vs_softmax"] == pytest.approx(1.0)
         for name in ("softmax", "fnet"):
             assert by.loc[name, "vs_proj"] == pytest.approx(by.loc[name, "fwdbwd_ms"] / by.loc["projections", "fwdbwd_ms"])
@@ -50,17 +51,20 @@ def test_a_failing_configuration_is_a_row_not_a_crash(monkeypatch):
     forward = FNetMixer.forward
 
     def picky(self, x, *args, **kwargs):
-        if x.shape[1] == 32:
-            raise RuntimeError("length 32 is not supported\n(second line)")
+        if x.shape[1] in (8, 32):
+            raise RuntimeError(f"length {x.shape[1]} is not supported\n(second line)")
         return forward(self, x, *args, **kwargs)
 
     monkeypatch.setattr(FNetMixer, "forward", picky)
     df = bench_attention(["fnet"], [16, 32], **TINY).set_index(["attn", "n"])
-    assert df.loc[("fnet", 16), "status"] == "ok"
+    good = df.loc[("fnet", 16)]
+    assert good.status == "ok" and good.fwdbwd_ms > 0
+    assert pd.isna(good.growth_paired)  # n/2 = 8 fails: the row stands, its growth is blank
     bad = df.loc[("fnet", 32)]
     assert bad.status == "error: RuntimeError: length 32 is not supported (second line)"
     assert pd.isna(bad.fwdbwd_ms) and pd.isna(bad.vs_proj) and pd.isna(bad.vs_proj_paired)
-    assert df.loc[("projections", 32), "status"] == "ok"
+    assert pd.isna(bad.growth_paired)
+    assert df.loc[("projections", 32), "status"] == "ok" and df.loc[("projections", 32), "growth_paired"] > 0
 
 
 def test_live_storage_counts_new_storages_once_and_frees_them():

@@ -20,6 +20,9 @@ floor its own projections set, and `vs_softmax` = softmax fwd+bwd / mixer fwd+bw
 speed-up over softmax attention at the same length. Because those medians are taken
 minutes apart, `vs_proj_paired` also times the mixer and the projections alternately,
 pair by pair, and reports the median ratio: on a shared machine it is the steadier number.
+For the same reason `growth_paired` = t(n) / t(n/2) times each mixer's steps at n and at
+n/2 alternately (2.0 for linear cost; the issue's t(8192)/t(4096) is its value at 8192),
+rather than dividing medians taken minutes apart.
 """
 from __future__ import annotations
 
@@ -97,12 +100,13 @@ def _train_step(module: torch.nn.Module, x: torch.Tensor) -> tuple[Callable[[], 
 
 
 def paired_ratio(module: torch.nn.Module, reference: torch.nn.Module, x: torch.Tensor, warmup: int,
-                 repeats: int) -> float:
-    """Median over `repeats` interleaved pairs of (module step time / reference step time).
+                 repeats: int, x_reference: Optional[torch.Tensor] = None) -> float:
+    """Median over `repeats` interleaved pairs of (module step time on x / reference step
+    time on `x_reference`, default x).
 
     Timing the two alternately, pair by pair, cancels the drift of a shared or throttled
     machine that separate medians taken minutes apart do not (10-15% on small VMs)."""
-    steps = [_train_step(module, x), _train_step(reference, x)]
+    steps = [_train_step(module, x), _train_step(reference, x if x_reference is None else x_reference)]
     for _ in range(warmup):
         for step, clear in steps:
             step()
@@ -119,6 +123,17 @@ def paired_ratio(module: torch.nn.Module, reference: torch.nn.Module, x: torch.T
             clear()
         ratios.append(times[0] / times[1])
     return statistics.median(ratios)
+
+
+def _growth(module: torch.nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> Optional[float]:
+    """t(n) / t(n // 2) for `module`, its training steps on x and on a half-length input
+    timed alternately (`paired_ratio`); None where the module cannot run at n // 2."""
+    try:
+        half = torch.randn(x.shape[0], x.shape[1] // 2, *x.shape[2:], device=x.device, dtype=x.dtype,
+                           requires_grad=True)
+        return paired_ratio(module, module, x, warmup, repeats, x_reference=half)
+    except Exception:  # a mixer rejecting n // 2, or OOM: the row at n stands, its growth is blank
+        return None
 
 
 def measure(module: torch.nn.Module, x: torch.Tensor, warmup: int, repeats: int, min_time: float,
@@ -203,7 +218,8 @@ def bench_attention(attn_names: Iterable[str], lengths: Sequence[int], batch: in
     for n in lengths:
         for name in names:
             row = {"attn": name, "n": n, "fwd_ms": None, "fwdbwd_ms": None, "peak_mib": None,
-                   "vs_proj_paired": 1.0 if name == PROJECTIONS else None, "fwd_runs": 0, "fwdbwd_runs": 0,
+                   "vs_proj_paired": 1.0 if name == PROJECTIONS else None, "growth_paired": None,
+                   "fwd_runs": 0, "fwdbwd_runs": 0,
                    "status": "ok", **meta}
             module = x = None
             try:
@@ -217,6 +233,9 @@ def bench_attention(attn_names: Iterable[str], lengths: Sequence[int], batch: in
             except Exception as exc:  # OOM, shape/head checks, a mixer rejecting n: record and go on
                 row.update(fwd_ms=None, fwdbwd_ms=None, peak_mib=None, vs_proj_paired=None,
                            status=f"error: {_one_line(exc)}")
+            else:
+                if n >= 2:
+                    row["growth_paired"] = _growth(module, x, warmup, repeats)
             finally:
                 del module, x
                 gc.collect()

@@ -8,7 +8,8 @@ import pandas as pd
 
 from lra_bench.io import atomic_write
 
-TABLE_COLUMNS = ["attn", "n", "fwd_ms", "fwdbwd_ms", "peak_mib", "vs_softmax", "vs_proj", "vs_proj_paired"]
+TABLE_COLUMNS = ["attn", "n", "fwd_ms", "fwdbwd_ms", "peak_mib", "vs_softmax", "vs_proj", "vs_proj_paired",
+                 "growth_paired"]
 META_COLUMNS = ["device", "hardware", "torch_version", "threads", "batch", "hidden", "heads", "dtype", "status",
                 "memory_method", "warmup", "repeats", "min_time_s", "fwd_runs", "fwdbwd_runs", "seed"]
 CSV_COLUMNS = TABLE_COLUMNS + META_COLUMNS
@@ -38,7 +39,8 @@ def _fmt(value, digits: int) -> str:
 
 def table(df: pd.DataFrame) -> str:
     """The rows as aligned text; a status column is added when some row failed."""
-    digits = {"fwd_ms": 2, "fwdbwd_ms": 2, "peak_mib": 2, "vs_softmax": 2, "vs_proj": 2, "vs_proj_paired": 2}
+    digits = {"fwd_ms": 2, "fwdbwd_ms": 2, "peak_mib": 2, "vs_softmax": 2, "vs_proj": 2, "vs_proj_paired": 2,
+              "growth_paired": 2}
     columns = TABLE_COLUMNS + (["status"] if (df["status"] != "ok").any() else [])
     cells = [[_fmt(r[c], digits[c]) if c in digits else str(r[c]) for c in columns] for _, r in df.iterrows()]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
