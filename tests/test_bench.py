@@ -81,18 +81,21 @@ def test_live_storage_counts_new_storages_once_and_frees_them():
     del c
 
 
-def test_cli_prints_table_and_writes_csv(tmp_path):
+def test_cli_prints_table_and_writes_csv(tmp_path, monkeypatch):
     out = tmp_path / "sub" / "a.csv"
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.cpu.x86_ibt=0:glibc.malloc.mmap_max=0")  # the malloc part is named
     r = bench_cli("--attn", "softmax", "--lengths", "16", "--hidden", "16", "--heads", "2", "--repeats", "1",
                   "--warmup", "0", "--out", str(out))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("attention benchmark | cpu") and "memory: tensor_storage" in lines[0]
+    assert "| malloc GLIBC_TUNABLES=glibc.malloc.mmap_max=0 |" in lines[0]
     assert lines[1].split() == TABLE_COLUMNS
     assert [line.split()[0] for line in lines[2:4]] == ["projections", "softmax"]
     df = pd.read_csv(out)
     assert list(df.columns) == CSV_COLUMNS and len(df) == 2 and (df.status == "ok").all()
     assert set(df.hidden) == {16} and set(df.heads) == {2} and set(df.threads) == {2}
+    assert set(df.malloc) == {"GLIBC_TUNABLES=glibc.malloc.mmap_max=0"}
     assert out.with_suffix(".txt").read_text().splitlines() == lines[:4]  # the printed table, beside the CSV
     assert lines[4] == f"wrote {out} and {out.with_suffix('.txt')} (the table above)"
 

@@ -10,8 +10,8 @@ from lra_bench.io import atomic_write
 
 TABLE_COLUMNS = ["attn", "n", "fwd_ms", "fwdbwd_ms", "peak_mib", "vs_softmax", "vs_proj", "vs_proj_paired",
                  "growth_paired"]
-META_COLUMNS = ["device", "hardware", "torch_version", "threads", "batch", "hidden", "heads", "dtype", "status",
-                "memory_method", "warmup", "repeats", "min_time_s", "fwd_runs", "fwdbwd_runs", "seed"]
+META_COLUMNS = ["device", "hardware", "torch_version", "threads", "batch", "hidden", "heads", "dtype", "malloc",
+                "status", "memory_method", "warmup", "repeats", "min_time_s", "fwd_runs", "fwdbwd_runs", "seed"]
 CSV_COLUMNS = TABLE_COLUMNS + META_COLUMNS
 MEMORY_NOTES = {
     "cuda_allocator": "CUDA max_memory_allocated above the step's start",
@@ -21,13 +21,14 @@ MEMORY_NOTES = {
 
 
 def header(df: pd.DataFrame) -> str:
-    """One line with what the numbers depend on: machine, torch, sizes, dtype, memory method."""
+    """One line with what the numbers depend on: machine, torch, sizes, dtype, malloc tuning,
+    memory method."""
     if df.empty:
         return "attention benchmark: no rows"
     m = df.iloc[0].to_dict()  # a dict: Series attributes such as .dtype would shadow the columns
     return (f"attention benchmark | {m['device']} ({m['hardware']}) | torch {m['torch_version']} | "
             f"threads {m['threads']} | batch {m['batch']} hidden {m['hidden']} heads {m['heads']} {m['dtype']} | "
-            f"median of {m['repeats']} after {m['warmup']} warmup | "
+            f"median of {m['repeats']} after {m['warmup']} warmup | malloc {m['malloc']} | "
             f"memory: {m['memory_method']} ({MEMORY_NOTES.get(m['memory_method'], '')})")
 
 

@@ -50,7 +50,8 @@ from lra_bench.errors import ConfigError
 from lra_bench.models import build_model
 from lra_bench.train import precision as amp_mode
 from lra_bench.train.step import make_optimizer, train_step
-from lra_bench.train.metrics import free_memory, hardware, is_out_of_memory, peak_memory_bytes, reset_peak_memory
+from lra_bench.train.metrics import (free_memory, hardware, is_out_of_memory, malloc_setting, peak_memory_bytes,
+                                     reset_peak_memory)
 from lra_bench.train.record import git_commit, write_record
 from lra_bench.train.distributed import pick_device
 from lra_bench.train.run import seed_everything
@@ -276,8 +277,9 @@ def run_one(p: Planned, device: torch.device, steps: int, warmup: int, commit: O
               "batch_size": cfg.trainer.batch_size, "steps": steps, "warmup": warmup, "timed_s": None,
               "steps_per_s": None, "examples_per_s": None, "tokens_per_s": None, "final_loss": None,
               "peak_memory_bytes": None, "peak_memory_kind": None, "num_params": None, "device": str(device),
-              "hardware": hardware(device), "threads": torch.get_num_threads(), "torch_version": torch.__version__,
-              "git_commit": commit, "config": OmegaConf.to_container(cfg, resolve=True), "started_at": _now(),
+              "hardware": hardware(device), "malloc": malloc_setting(), "threads": torch.get_num_threads(),
+              "torch_version": torch.__version__, "git_commit": commit,
+              "config": OmegaConf.to_container(cfg, resolve=True), "started_at": _now(),
               **dict.fromkeys(TRAIN_ONLY), "history": []}
     t0 = time.perf_counter()
     try:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import os
 import platform
 import resource
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -50,6 +52,17 @@ def peak_memory_bytes(device: torch.device) -> int:
     except OSError:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
+
+
+def malloc_setting() -> str:
+    """How this process's C allocator was tuned from its environment: the glibc.malloc.*
+    entries of GLIBC_TUNABLES and a preloaded allocator (LD_PRELOAD's file names), or
+    'default'. It moves CPU timings (README.md, "CPU runs and malloc"), so records name it."""
+    tunables = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if t.startswith("glibc.malloc.")]
+    preload = [Path(p).name for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if p]
+    parts = ([f"GLIBC_TUNABLES={':'.join(tunables)}"] if tunables else []) + (
+        [f"LD_PRELOAD={' '.join(preload)}"] if preload else [])
+    return " ".join(parts) or "default"
 
 
 def hardware(device: torch.device) -> str:

@@ -30,7 +30,7 @@ from lra_bench.train.logger import NullLogger, make_logger
 from lra_bench.train.loop import Diverged, train
 from lra_bench.train.preempt import EXIT_RESUMABLE, Preempted
 from lra_bench.train.step import OutOfMemory
-from lra_bench.train.metrics import free_memory, hardware, is_out_of_memory
+from lra_bench.train.metrics import free_memory, hardware, is_out_of_memory, malloc_setting
 from lra_bench.train.record import NOT_IDENTITY, config_without, git_commit, write_record
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,8 @@ def run(cfg: DictConfig) -> dict:
     record = {"run_id": rid, "kind": "train", "task": task, "attn": attn, "seed": seed, "num_params": num_params,
               "seq_len": data.spec.max_length, "batch_size": cfg.trainer.batch_size,
               "majority_test_accuracy": float(np.mean(np.asarray(data.test.labels) == majority)),
-              "device": str(device), "hardware": hardware(device), "torch_version": torch.__version__,
+              "device": str(device), "hardware": hardware(device), "malloc": malloc_setting(),
+              "torch_version": torch.__version__,
               "git_commit": git_commit(), "config": resolved, "data": data.info,
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "error": None}
     lock = _lock_run(ckpt_dir, rid) if ranks.is_main else None
