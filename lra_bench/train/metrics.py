@@ -56,11 +56,13 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 def malloc_setting() -> str:
     """How this process's C allocator was tuned from its environment: the glibc.malloc.*
-    entries of GLIBC_TUNABLES and a preloaded allocator (LD_PRELOAD's file names), or
-    'default'. It moves CPU timings (README.md, "CPU runs and malloc"), so records name it."""
+    entries of GLIBC_TUNABLES, glibc's older MALLOC_* variables and a preloaded allocator
+    (LD_PRELOAD's file names), or 'default'. It moves CPU timings (README.md, "CPU runs and
+    malloc"), so records name it."""
     tunables = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if t.startswith("glibc.malloc.")]
     preload = [Path(p).name for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if p]
-    parts = ([f"GLIBC_TUNABLES={':'.join(tunables)}"] if tunables else []) + (
+    parts = ([f"GLIBC_TUNABLES={':'.join(tunables)}"] if tunables else []) + sorted(
+        f"{k}={v}" for k, v in os.environ.items() if k.startswith("MALLOC_")) + (
         [f"LD_PRELOAD={' '.join(preload)}"] if preload else [])
     return " ".join(parts) or "default"
 

@@ -12,15 +12,16 @@ from lra_bench.train.metrics import malloc_setting
 
 
 def test_malloc_setting_names_the_allocator_tuning_of_the_environment(monkeypatch):
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    for name in [k for k in os.environ if k.startswith("MALLOC_")] + ["GLIBC_TUNABLES", "LD_PRELOAD"]:
+        monkeypatch.delenv(name, raising=False)
     assert malloc_setting() == "default"
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.cpu.hwcaps=-AVX:glibc.cpu.x86_ibt=0")  # not malloc's
     assert malloc_setting() == "default"
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_max=0:glibc.cpu.x86_ibt=0:glibc.malloc.trim_threshold=9")
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
     assert malloc_setting() == "GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=9 " \
-                               "LD_PRELOAD=libjemalloc.so.2"
+                               "MALLOC_ARENA_MAX=2 LD_PRELOAD=libjemalloc.so.2"
 
 
 def _glibc() -> bool:
