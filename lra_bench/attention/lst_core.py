@@ -204,9 +204,12 @@ def _backward(ctx: Any, grad: torch.Tensor):
     d_k = q.mul_(g_a)  # dL/dK = dL/dA * Q, in Q's slot
     del g_a, k, v
     basis.grad_signal(g, n, out=d_qkv[:, 2])  # slots 1 and 2 are free
-    basis.grad_signal(g.copy_(d_k), n, out=d_qkv[:, 1])  # dL/dK moved out of slot 0 first
+    del g
+    # Part 1 overlaps slot 0, which holds dL/dK: transform it into a fresh tensor, then copy
+    # (what `out=` does inside torch anyway, so no more memory than the other parts use).
+    d_qkv[:, 1].copy_(basis.grad_signal(d_k, n))
     basis.grad_signal(d_q, n, out=d_qkv[:, 0])
-    del g, d_q, d_k, c
+    del d_q, d_k, c
     return _projection_backward(ctx, d_qkv)
 
 
