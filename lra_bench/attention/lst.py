@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from lra_bench.attention.lst_core import gather_tokens, spectral_core
+from lra_bench.attention.lst_core import gather_tokens, spectral_core, sum_of_products
 from lra_bench.transforms.cosine import DCT_TYPES
 from lra_bench.transforms.spectral import FastDCT2, basis, makhoul_perm, transform_pair
 
@@ -98,7 +98,7 @@ class _OutProjection(torch.autograd.Function):
                 w = wo.to(ctx.dtype).t()
                 d_o = torch.bmm(w.expand(dy.shape[0], *w.shape), dy.transpose(1, 2)).to(o.dtype)  # (B, G, L)
             if ctx.needs_input_grad[1]:
-                d_wo = torch.bmm(dy.transpose(1, 2), o.to(ctx.dtype).transpose(1, 2)).sum(0).to(wo.dtype)
+                d_wo = sum_of_products(dy.transpose(1, 2), o.to(ctx.dtype).transpose(1, 2)).to(wo.dtype)
             if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:
                 d_b = dy.sum((0, 1)).to(ctx.bias_dtype)
         return d_o, d_wo, d_b

@@ -97,6 +97,15 @@ def _batched(w: torch.Tensor, batch: int) -> torch.Tensor:
     return w.expand(batch, *w.shape)
 
 
+def sum_of_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum_i a[i] @ b[i] for batches of matrices, accumulated in place: a batched product and
+    a sum would hold every per-sequence product at once (a weight-sized matrix per sequence)."""
+    total = torch.mm(a[0], b[0])
+    for i in range(1, a.shape[0]):
+        total.addmm_(a[i], b[i])
+    return total
+
+
 class SpectralCore(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w_q: torch.Tensor, w_k: torch.Tensor, w_v: torch.Tensor,
@@ -150,8 +159,8 @@ def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor],
         o = torch.mul(q, k.conj()).mul_(v)
     elif normalize:
         o = torch.mul(q, k)  # A
-        norm = o.abs_().sum(2, keepdim=True).add_(eps)  # (B, H, 1, S, P)
-        torch.mul(q, k, out=o).mul_(v).div_(norm)  # A * V / norm (A recomputed: no temporary)
+        norm = torch.abs(o).sum(2, keepdim=True).add_(eps)  # (B, H, 1, S, P); |A| is freed at once
+        o.mul_(v).div_(norm)  # A * V / norm
     else:
         o = torch.mul(q, k).mul_(v)
     out = basis.signal(o, n).flatten(1, 2)
@@ -240,7 +249,7 @@ def _projection_backward(ctx: Any, d_qkv: torch.Tensor):
         d_x = torch.bmm(d_qkv.transpose(1, 2), _batched(weight.to(ctx.dtype), batch))  # (B, L, D)
         d_x = (d_x if inv_perm is None else gather_tokens(d_x, inv_perm)).to(x.dtype)
     if any(need[1:7]) or need[10]:
-        d_weff = torch.bmm(d_qkv, _tokens(x, perm).to(ctx.dtype)).sum(0).chunk(3)  # (G, D) each
+        d_weff = sum_of_products(d_qkv, _tokens(x, perm).to(ctx.dtype)).chunk(3)  # (G, D) each
         d_beff = d_qkv.sum((0, 2)).chunk(3) if ctx.has_bias else (None,) * 3
         if need[10]:  # d(s * w_q)/ds and d(s * b_q)/ds
             d_s = (d_weff[0] * _select(channels, w_q).to(ctx.dtype)).sum(1)
