@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from lra_bench.attention.lst_core import gather_tokens, spectral_core, sum_of_products
+from lra_bench.attention.lst_core import batched, gather_tokens, spectral_core, sum_of_products
 from lra_bench.transforms.cosine import DCT_TYPES
 from lra_bench.transforms.spectral import FastDCT2, basis, makhoul_perm, transform_pair
 
@@ -81,7 +81,7 @@ class _OutProjection(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, o: torch.Tensor, wo: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-        w = wo.t().expand(o.shape[0], *wo.t().shape)
+        w = batched(wo.t(), o.shape[0])
         y = torch.bmm(o.transpose(1, 2), w) if bias is None else torch.baddbmm(bias, o.transpose(1, 2), w)
         ctx.save_for_backward(o, wo)
         ctx.dtype, ctx.bias_dtype = y.dtype, None if bias is None else bias.dtype
@@ -95,8 +95,8 @@ class _OutProjection(torch.autograd.Function):
             dy = dy.to(ctx.dtype)
             d_o = d_wo = d_b = None
             if ctx.needs_input_grad[0]:
-                w = wo.to(ctx.dtype).t()
-                d_o = torch.bmm(w.expand(dy.shape[0], *w.shape), dy.transpose(1, 2)).to(o.dtype)  # (B, G, L)
+                w = batched(wo.to(ctx.dtype).t(), dy.shape[0])
+                d_o = torch.bmm(w, dy.transpose(1, 2)).to(o.dtype)  # (B, G, L)
             if ctx.needs_input_grad[1]:
                 d_wo = sum_of_products(dy.transpose(1, 2), o.to(ctx.dtype).transpose(1, 2)).to(wo.dtype)
             if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:

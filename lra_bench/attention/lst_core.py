@@ -92,7 +92,7 @@ def _tokens(x: torch.Tensor, perm: Optional[torch.Tensor]) -> torch.Tensor:
     return x if perm is None else gather_tokens(x, perm)
 
 
-def _batched(w: torch.Tensor, batch: int) -> torch.Tensor:
+def batched(w: torch.Tensor, batch: int) -> torch.Tensor:
     """A matrix as a batch of `batch` copies of itself (a view)."""
     return w.expand(batch, *w.shape)
 
@@ -124,7 +124,7 @@ class SpectralCore(torch.autograd.Function):
         tokens = _tokens(x, perm).transpose(1, 2)  # (B, D, L)
         # (B, 3G, L), one product per sequence (on CPU this beats a single (3G, B*L) product, whose
         # wide output MKL handles more slowly); autocast may pick the dtype
-        w = _batched(weight, batch)
+        w = batched(weight, batch)
         qkv = torch.bmm(w, tokens) if bias is None else torch.baddbmm(bias.view(1, -1, 1), w, tokens)
         del weight, w, tokens
         ctx.dtype = torch.promote_types(qkv.dtype, torch.float32)  # at least float32, float64 stays
@@ -246,7 +246,7 @@ def _projection_backward(ctx: Any, d_qkv: torch.Tensor):
     d_x, d_w, d_b, d_scale = None, [None] * 3, [None] * 3, None
     if need[0]:
         weight, _ = _effective(w_q, w_k, w_v, None, None, None, s_rows, channels)
-        d_x = torch.bmm(d_qkv.transpose(1, 2), _batched(weight.to(ctx.dtype), batch))  # (B, L, D)
+        d_x = torch.bmm(d_qkv.transpose(1, 2), batched(weight.to(ctx.dtype), batch))  # (B, L, D)
         d_x = (d_x if inv_perm is None else gather_tokens(d_x, inv_perm)).to(x.dtype)
     if any(need[1:7]) or need[10]:
         d_weff = sum_of_products(d_qkv, _tokens(x, perm).to(ctx.dtype)).chunk(3)  # (G, D) each
