@@ -11,7 +11,7 @@ import scipy.linalg as sl
 import torch
 
 from lra_bench.attention import DCTAttention, HadamardAttention, LSTAttention, MixedSpectralAttention
-from lra_bench.attention.lst_core import retain_spectra, spectral_core
+from lra_bench.attention.lst_core import gather_tokens, retain_spectra, spectral_core
 from lra_bench.transforms.spectral import basis, makhoul_perm
 
 B, D, H = 2, 24, 6
@@ -186,6 +186,19 @@ def test_core_graph_is_single_use_unless_retained():
     out.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="retain_spectra"):
         out.backward()
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 3), (3, 8, 2, 4), (2, 5)])
+def test_gather_tokens_equals_indexing(shape):
+    """The flat-rows gather equals x[:, perm], for contiguous and strided inputs and for a
+    permutation given as the inverse one."""
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    perm, inv_perm = makhoul_perm(shape[1], x.device)
+    assert torch.equal(gather_tokens(x, perm), x[:, perm])
+    assert torch.equal(gather_tokens(gather_tokens(x, perm), inv_perm), x)
+    strided = torch.randn((shape[1], shape[0]) + shape[2:]).transpose(0, 1)
+    assert torch.equal(gather_tokens(strided, perm), strided[:, perm])
 
 
 AUTOCAST_CASES = {f"{t}{'' if norm else '_unnormalized'}": (lambda t=t, norm=norm: LSTAttention(
