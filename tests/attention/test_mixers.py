@@ -38,10 +38,10 @@ def make(cls, **kw):
     return cls(hidden_dim=D, num_heads=H, **kw).eval()
 
 
-def padded_batch():
+def padded_batch(length=L):
     torch.manual_seed(1)
-    x = torch.randn(B, L, D)
-    mask = torch.ones(B, L, dtype=torch.bool)
+    x = torch.randn(B, length, D)
+    mask = torch.ones(B, length, dtype=torch.bool)
     mask[1, 7:] = False
     mask[2, 3:] = False
     return x, mask
@@ -57,11 +57,13 @@ def test_shape_and_return_attention(cls):
     assert weights is None and torch.equal(out, out2)
 
 
+# 16: a power of two, where Hadamard heads need no padding
+@pytest.mark.parametrize("length", [L, 16])
 @pytest.mark.parametrize("cls", MIXERS, ids=lambda c: c.__name__)
-def test_padding_content_never_reaches_real_positions(cls):
+def test_padding_content_never_reaches_real_positions(cls, length):
     assert cls.supports_mask
     m = make(cls)
-    x, mask = padded_batch()
+    x, mask = padded_batch(length)
     out = m(x, mask=mask)
     garbage = torch.where(mask[..., None], x, 100 * torch.randn_like(x))
     out_g = m(garbage, mask=mask)
@@ -69,10 +71,11 @@ def test_padding_content_never_reaches_real_positions(cls):
     assert (out[~mask] == 0).all()
 
 
+@pytest.mark.parametrize("length", [L, 16])
 @pytest.mark.parametrize("cls", MIXERS, ids=lambda c: c.__name__)
-def test_every_parameter_gets_a_gradient(cls):
+def test_every_parameter_gets_a_gradient(cls, length):
     m = make(cls).train()
-    x, mask = padded_batch()
+    x, mask = padded_batch(length)
     x.requires_grad_(True)
     m(x, mask=mask).square().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
