@@ -201,16 +201,16 @@ def _backward(ctx: Any, grad: torch.Tensor):
         basis.grad_signal(t.copy_(q), n, out=d_qkv[:, 1])
         basis.grad_signal(g, n, out=d_qkv[:, 0])
         return _projection_backward(ctx, d_qkv)
-    t = torch.mul(q, k)  # A = QK; the one scratch buffer, refilled from Q and K when needed
+    t = torch.mul(q, k)  # A = QK; the one scratch buffer
     if ctx.normalize:
-        norm = t.abs_().sum(2, keepdim=True).add_(ctx.eps)  # (B, H, 1, S, P), as in the forward
-        torch.mul(q, k, out=t)
+        # (B, H, 1, S, P), as in the forward; |A| is a temporary, so A stays in t
+        norm = torch.abs(t).sum(2, keepdim=True).add_(ctx.eps)
         g.div_(norm)
         v.mul_(g)  # dL/dO * V / norm; V is not needed again
         g.mul_(t)  # g := dL/dV = dL/dO * A / norm
         # dL/dnorm = -sum_d dL/dO * A * V / norm^2                                (B, H, 1, S, P)
-        g_norm = t.mul_(v).sum(2, keepdim=True).div_(norm).neg_()
-        g_a = v.addcmul_(g_norm, torch.mul(q, k, out=t).sign_())  # dL/dA, in V's slot
+        g_norm = torch.mul(t, v).sum(2, keepdim=True).div_(norm).neg_()
+        g_a = v.addcmul_(g_norm, t.sign_())  # dL/dA, in V's slot
     else:
         v.mul_(g)  # dL/dA = dL/dO * V
         g.mul_(t)  # dL/dV = dL/dO * A
