@@ -10,8 +10,9 @@ soon as it is transformed, and the token reordering, the concatenated weights an
 normaliser are recomputed in the backward (keeping the normaliser would put the mixed
 layers' peak above softmax's). The backward uses that T's adjoint is T^-1
 (and T^-1's is T), computes the three gradients inside the spectra's own buffer plus two
-buffers a third its size (recomputing Q * K rather than keeping temporaries), and writes
-the signal-domain result back into that buffer. The per-channel scale multiplies Q, so it is
+buffers a third its size (and, when normalising, two short-lived temporaries of that size,
+no larger than what an inverse transform allocates later; the measured peak is unchanged),
+and writes the signal-domain result back into that buffer. The per-channel scale multiplies Q, so it is
 folded into the rows of the query projection (T acts along the sequence, the scale along
 channels: T(s * q) = s * T(q)), which saves two passes over the spectra each way. At
 n = 4096 this keeps a layer's peak training memory at that of CPU flash attention (see
