@@ -12,11 +12,11 @@ layers' peak above softmax's). The backward uses that T's adjoint is T^-1
 (and T^-1's is T), computes the three gradients inside the spectra's own buffer plus two
 buffers a third its size (and, when normalising, two short-lived temporaries of that size,
 no larger than what an inverse transform allocates later; the measured peak is unchanged),
-and writes the signal-domain result back into that buffer. The per-channel scale multiplies Q, so it is
-folded into the rows of the query projection (T acts along the sequence, the scale along
-channels: T(s * q) = s * T(q)), which saves two passes over the spectra each way. At
-n = 4096 this keeps a layer's peak training memory at that of CPU flash attention (see
-results/README.md).
+and writes the signal-domain result back into that buffer. The per-channel scale
+multiplies Q, so it is folded into the rows of the query projection (T acts along the
+sequence, the scale along channels: T(s * q) = s * T(q)), which saves two passes over the
+spectra each way. At n = 4096 this keeps a layer's peak training memory at that of CPU
+flash attention (see results/README.md).
 Layout: channels first within each sequence, (B, 3, H, Dh, L), so the transforms run
 along a contiguous axis and every projection (here and in the layer's `_OutProjection`) is
 one product per sequence. On CPU (MKL) these batched products run as fast as nn.Linear's
