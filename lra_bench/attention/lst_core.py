@@ -159,7 +159,7 @@ def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor],
         qkv.mul_(_weight_view(in_weight))
     if m != n:
         qkv = F.pad(qkv, (0, m - n))  # zero-pad to the transform length, as padding tokens
-    c = basis.coeffs(qkv)  # (B, 3, H, Dh, S, P): spectra of s * q, k, v
+    c = basis.coeffs(qkv, overwrite=True)  # (B, 3, H, Dh, S, P): spectra of s * q, k, v (qkv is ours)
     del qkv
     q, k, v = c.unbind(1)
     if getattr(basis, "complex", False):  # Fourier heads: Q * conj(K) * V (never normalised)

@@ -39,8 +39,9 @@ class Orthonormal:
 
     makhoul_order = False
 
-    def __init__(self, forward: Callable, inverse: Callable, pad_pow2: bool = False):
-        self._fwd, self._inv, self.pad_pow2 = forward, inverse, pad_pow2
+    def __init__(self, forward: Callable, inverse: Callable, pad_pow2: bool = False, writes_out: bool = False):
+        """writes_out: forward and inverse take `out=` (a view, or the input itself)."""
+        self._fwd, self._inv, self.pad_pow2, self.writes_out = forward, inverse, pad_pow2, writes_out
 
     def length(self, n: int) -> int:
         return next_pow2(n) if self.pad_pow2 else n
@@ -48,14 +49,22 @@ class Orthonormal:
     def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
         return None
 
-    def coeffs(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fwd(x).unsqueeze(-1)
+    def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
+        """T x with a trailing component axis; with `overwrite`, in x's memory where the
+        transform allows."""
+        y = self._fwd(x, out=x) if overwrite and self.writes_out else self._fwd(x)
+        return y.unsqueeze(-1)
 
     def signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Inverse of `coeffs`, cropped to the first n positions (into `out` if given; may
-        overwrite `y`)."""
-        x = self._inv(y.squeeze(-1))[..., :n]
-        return x if out is None else out.copy_(x)
+        overwrite `y`). Without `out` the result is a new tensor."""
+        y = y.squeeze(-1)
+        if out is None or not self.writes_out:
+            x = self._inv(y)[..., :n]
+            return x if out is None else out.copy_(x)
+        if y.shape[-1] == n:
+            return self._inv(y, out=out)
+        return out.copy_(self._inv(y, out=y)[..., :n])
 
     def grad_coeffs(self, g: torch.Tensor) -> torch.Tensor:
         """signal^T g = T g."""
@@ -108,7 +117,8 @@ class FastDCT2:
             tail.mul_(self._head_signs(x.device, x.dtype))
         return x
 
-    def coeffs(self, x: torch.Tensor) -> torch.Tensor:
+    def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
+        """Packed DCT-II coefficients (`overwrite` is accepted for the bases' common interface)."""
         _, _, twiddle, _ = _makhoul(x.shape[-1], x.device, x.dtype)
         z = torch.fft.rfft(x)
         z.mul_(twiddle)
@@ -166,7 +176,7 @@ class Fourier:
     def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
         return None
 
-    def coeffs(self, x: torch.Tensor) -> torch.Tensor:
+    def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
         return torch.fft.rfft(x, norm="ortho").unsqueeze(-1)
 
     def signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -200,7 +210,7 @@ def basis(kind: str, dct_type: int = 2):
     if kind == "dst":
         return FastDCT2(sine=True)
     if kind in ("dct", "hadamard"):
-        return Orthonormal(*transform_pair(kind, dct_type), pad_pow2=kind == "hadamard")
+        return Orthonormal(*transform_pair(kind, dct_type), pad_pow2=kind == "hadamard", writes_out=kind == "hadamard")
     if kind == "fft":
         return Fourier()
     raise ValueError(f"unknown transform kind {kind!r}; expected dct, dst, hadamard or fft")

@@ -1,0 +1,129 @@
+"""Compiled CPU kernels, built on first use.
+
+Each kernel is one C file here (plain C with POSIX threads, no torch headers, so it builds
+in about a second), compiled with the system's C compiler ($CC, else `cc`, `gcc` or
+`clang`) for this CPU (`-O3 -march=native`, else `-O3` where the compiler refuses) into
+`<cache>/kernels/` (the cache directory of README.md, "Caches"), under a name that keys the
+source, compiler, flags and CPU, so machines sharing a home directory do not share builds.
+A build is written aside and renamed into place whole: concurrent runs are safe.
+
+Where a kernel cannot be built (no compiler, say), callers fall back to torch operations,
+which give the same results more slowly, and one warning says so. `LRA_BENCH_KERNELS=0`
+turns the kernels off; `status()` says which path runs, and benchmark records log it.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Optional
+
+ENV_SWITCH = "LRA_BENCH_KERNELS"
+FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # tried in turn
+COMMON_FLAGS = ("-fPIC", "-shared", "-pthread")
+HERE = Path(__file__).parent
+
+_lock = threading.Lock()
+_loaded: dict[str, Optional[ctypes.CDLL]] = {}
+_why: dict[str, str] = {}
+
+
+def enabled() -> bool:
+    """False when $LRA_BENCH_KERNELS is 0, false, no or off."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def kernel_dir() -> Path:
+    from lra_bench.data.cache import default_cache_dir
+
+    return default_cache_dir() / "kernels"
+
+
+def compiler() -> Optional[str]:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def _cpu() -> str:
+    """What -march=native depends on: the CPU's model and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        wanted = [line for line in lines if line.split(":")[0].strip() in ("model name", "flags", "Features")]
+        return "\n".join(sorted(set(wanted)))
+    except OSError:
+        return platform.processor()
+
+
+def _key(name: str, cc: str) -> str:
+    h = hashlib.sha256((HERE / f"{name}.c").read_bytes())
+    for part in (cc, repr(FLAG_SETS), repr(COMMON_FLAGS), platform.machine(), platform.system(), _cpu()):
+        h.update(part.encode())
+    return h.hexdigest()[:16]
+
+
+def _build(name: str) -> Path:
+    cc = compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found; install gcc (or set $CC)")
+    target = kernel_dir() / f"{name}-{_key(name, cc)}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=target.parent)
+    os.close(fd)
+    errors = []
+    try:
+        for flags in FLAG_SETS:
+            done = subprocess.run([cc, *flags, *COMMON_FLAGS, "-o", tmp, str(HERE / f"{name}.c"), "-lm"],
+                                  capture_output=True, text=True)
+            if done.returncode == 0:
+                os.chmod(tmp, 0o755)
+                os.replace(tmp, target)
+                return target
+            errors.append(f"{cc} {' '.join(flags)}: " + (done.stderr.strip().splitlines() or ["failed"])[-1])
+        raise RuntimeError("; ".join(errors))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(name: str) -> Optional[ctypes.CDLL]:
+    """The compiled kernel `name` (lra_bench/kernels/<name>.c), built on first use; None when
+    the kernels are turned off or it cannot be built (after one warning saying why)."""
+    if not enabled():
+        return None
+    with _lock:
+        if name not in _loaded:
+            try:
+                _loaded[name] = ctypes.CDLL(str(_build(name)))
+            except Exception as exc:  # no compiler, a failed build, an unwritable cache: fall back, say so once
+                _loaded[name], _why[name] = None, f"{type(exc).__name__}: {exc}"
+                warnings.warn(f"lra_bench: the compiled {name} kernel is unavailable ({_why[name]}); using torch "
+                              f"operations instead (same results, slower). Set {ENV_SWITCH}=0 to silence this.",
+                              RuntimeWarning, stacklevel=3)
+        return _loaded[name]
+
+
+def status(name: str = "hadamard", device: Optional[object] = None) -> str:
+    """'compiled' when kernel `name` is used on CPU, else 'torch' and why (what records log;
+    for a non-CPU `device`, 'unused on <type>')."""
+    kind = getattr(device, "type", device)
+    if kind is not None and str(kind) != "cpu":
+        return f"unused on {kind}"
+    if not enabled():
+        return f"torch ({ENV_SWITCH}=0)"
+    return "compiled" if load(name) is not None else f"torch ({_why.get(name)})"
+
+
+def _reset() -> None:
+    """Forget loaded kernels and failures (tests)."""
+    with _lock:
+        _loaded.clear()
+        _why.clear()
+
