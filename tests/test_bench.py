@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lra_bench import kernels
 from lra_bench.attention.fnet import FNetMixer
 from lra_bench.bench import bench_attention
 from lra_bench.bench.memory import LiveStorageBytes
@@ -96,6 +97,7 @@ def test_cli_prints_table_and_writes_csv(tmp_path, monkeypatch):
     assert list(df.columns) == CSV_COLUMNS and len(df) == 2 and (df.status == "ok").all()
     assert set(df.hidden) == {16} and set(df.heads) == {2} and set(df.threads) == {2}
     assert set(df.malloc) == {"GLIBC_TUNABLES=glibc.malloc.mmap_max=0"}
+    assert set(df.kernels) == {kernels.status()} and f"| kernels {kernels.status()} |" in lines[0]
     assert out.with_suffix(".txt").read_text().splitlines() == lines[:4]  # the printed table, beside the CSV
     assert lines[4] == f"wrote {out} and {out.with_suffix('.txt')} (the table above)"
 

@@ -11,7 +11,7 @@ from lra_bench.io import atomic_write
 TABLE_COLUMNS = ["attn", "n", "fwd_ms", "fwdbwd_ms", "peak_mib", "vs_softmax", "vs_proj", "vs_proj_paired",
                  "growth_paired"]
 META_COLUMNS = ["device", "hardware", "torch_version", "threads", "batch", "hidden", "heads", "dtype", "malloc",
-                "status", "memory_method", "warmup", "repeats", "min_time_s", "fwd_runs", "fwdbwd_runs", "seed"]
+                "kernels", "status", "memory_method", "warmup", "repeats", "min_time_s", "fwd_runs", "fwdbwd_runs", "seed"]
 CSV_COLUMNS = TABLE_COLUMNS + META_COLUMNS
 MEMORY_NOTES = {
     "cuda_allocator": "CUDA max_memory_allocated above the step's start",
@@ -29,6 +29,7 @@ def header(df: pd.DataFrame) -> str:
     return (f"attention benchmark | {m['device']} ({m['hardware']}) | torch {m['torch_version']} | "
             f"threads {m['threads']} | batch {m['batch']} hidden {m['hidden']} heads {m['heads']} {m['dtype']} | "
             f"median of {m['repeats']} after {m['warmup']} warmup | malloc {m['malloc']} | "
+            f"kernels {m.get('kernels', 'n/a')} | "
             f"memory: {m['memory_method']} ({MEMORY_NOTES.get(m['memory_method'], '')})")
 
 

@@ -19,6 +19,7 @@ import torch
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
+from lra_bench import kernels
 from lra_bench.config import attn_kwargs, split_task, validate
 from lra_bench.data.cache import digest
 from lra_bench.errors import ConfigError, DataError
@@ -129,7 +130,7 @@ def run(cfg: DictConfig) -> dict:
               "seq_len": data.spec.max_length, "batch_size": cfg.trainer.batch_size,
               "majority_test_accuracy": float(np.mean(np.asarray(data.test.labels) == majority)),
               "device": str(device), "hardware": hardware(device), "malloc": malloc_setting(),
-              "torch_version": torch.__version__,
+              "kernels": kernels.status(device=device), "torch_version": torch.__version__,
               "git_commit": git_commit(), "config": resolved, "data": data.info,
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "error": None}
     lock = _lock_run(ckpt_dir, rid) if ranks.is_main else None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lra_bench import kernels
 from lra_bench.train import loop
 from lra_bench.train import step as step_module
 from lra_bench.train.metrics import malloc_setting
@@ -16,7 +17,7 @@ from lra_bench.train.run import run
 
 RECORD_KEYS = {"task", "attn", "seed", "run_id", "status", "best_val_accuracy", "best_step", "test_accuracy",
                "steps", "examples_per_s", "tokens_per_s", "peak_memory_bytes", "num_params", "wall_time_s",
-               "hardware", "torch_version", "malloc", "git_commit", "config", "history", "majority_test_accuracy"}
+               "hardware", "torch_version", "malloc", "kernels", "git_commit", "config", "history", "majority_test_accuracy"}
 
 
 @pytest.mark.parametrize("attn", ["softmax", "fnet", "dct", "hadamard", "mixed_spectral"])
@@ -33,6 +34,7 @@ def test_tiny_run_writes_a_complete_record(compose_cfg, tmp_path, attn):
     assert on_disk["best_val_accuracy"] == max(h["val_accuracy"] for h in on_disk["history"])
     assert on_disk["config"]["model"]["hidden_dim"] == 16
     assert on_disk["malloc"] == malloc_setting()  # the allocator's tuning, e.g. "default"
+    assert on_disk["kernels"] == kernels.status()  # the compiled kernels ran, or why not
     assert not list(path.parent.glob("*.tmp"))
 
 
