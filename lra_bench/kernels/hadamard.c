@@ -7,9 +7,10 @@
    radix-4 and radix-2 butterflies between contiguous runs, which compilers vectorise.
    float64 rows (for tests) take the plain loops.
 
-   Rows are addressed in two levels, so that views such as one slot of a (B, 3, ...) buffer
-   need no copy: row i * inner + j starts at i * stride + j * n, in src and dst alike (each
-   with its own stride). src and dst may be the same memory (in place). */
+   Rows are addressed in two levels, so that views such as one slot of a (B, 3, ...) buffer,
+   or the first n values of longer rows, need no copy: row i * inner + j starts at
+   i * outer_stride + j * row_stride, in src and dst alike (each with its own strides).
+   src and dst may be the same memory (in place). */
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -97,15 +98,15 @@ static void row_f64(const double *src, double *dst, long n, double scale) { row_
 typedef struct {
     const void *src;
     void *dst;
-    long inner, n, src_stride, dst_stride, first, last;
+    long inner, n, src_outer, src_row, dst_outer, dst_row, first, last;
     int dbl;
 } range;
 
 static void *run_range(void *p) {
     const range *r = p;
     for (long i = r->first; i < r->last; i++) {
-        long src_at = i / r->inner * r->src_stride + i % r->inner * r->n;
-        long dst_at = i / r->inner * r->dst_stride + i % r->inner * r->n;
+        long src_at = i / r->inner * r->src_outer + i % r->inner * r->src_row;
+        long dst_at = i / r->inner * r->dst_outer + i % r->inner * r->dst_row;
         if (r->dbl)
             row_f64((const double *)r->src + src_at, (double *)r->dst + dst_at, r->n, 1 / sqrt((double)r->n));
         else
@@ -116,8 +117,8 @@ static void *run_range(void *p) {
 
 /* outer * inner rows of n values, src -> dst; returns 1 if threads could not be started
    (the work is then done on this thread), else 0 */
-static int run(const void *src, void *dst, long outer, long inner, long n, long src_stride, long dst_stride,
-               int threads, int dbl) {
+static int run(const void *src, void *dst, long outer, long inner, long n, const long *strides, int threads,
+               int dbl) {
     long rows = outer * inner;
     long most = rows * n / MIN_PER_THREAD;
     if (threads > most) threads = (int)(most > 0 ? most : 1);
@@ -128,7 +129,8 @@ static int run(const void *src, void *dst, long outer, long inner, long n, long 
     pthread_t ids[MAX_THREADS];
     int started = 0, status = 0;
     for (int i = 0; i < threads; i++) {
-        range r = {src, dst, inner, n, src_stride, dst_stride, rows * i / threads, rows * (i + 1) / threads, dbl};
+        range r = {src, dst, inner, n, strides[0], strides[1], strides[2], strides[3],
+                   rows * i / threads, rows * (i + 1) / threads, dbl};
         ranges[i] = r;
     }
     for (int i = 1; i < threads; i++) {
@@ -144,12 +146,15 @@ static int run(const void *src, void *dst, long outer, long inner, long n, long 
     return status;
 }
 
-int wht_f32(const float *src, float *dst, long outer, long inner, long n, long src_stride, long dst_stride,
-            int threads) {
-    return run(src, dst, outer, inner, n, src_stride, dst_stride, threads, 0);
+/* strides: src outer, src row, dst outer, dst row (in values) */
+int wht_f32(const float *src, float *dst, long outer, long inner, long n, long src_outer, long src_row,
+            long dst_outer, long dst_row, int threads) {
+    const long strides[4] = {src_outer, src_row, dst_outer, dst_row};
+    return run(src, dst, outer, inner, n, strides, threads, 0);
 }
 
-int wht_f64(const double *src, double *dst, long outer, long inner, long n, long src_stride, long dst_stride,
-            int threads) {
-    return run(src, dst, outer, inner, n, src_stride, dst_stride, threads, 1);
+int wht_f64(const double *src, double *dst, long outer, long inner, long n, long src_outer, long src_row,
+            long dst_outer, long dst_row, int threads) {
+    const long strides[4] = {src_outer, src_row, dst_outer, dst_row};
+    return run(src, dst, outer, inner, n, strides, threads, 1);
 }

@@ -80,45 +80,60 @@ def _kernel(x: torch.Tensor) -> Optional[Any]:
         return None
     fn = getattr(lib, _KERNELS[x.dtype])
     if fn.argtypes is None:
-        fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p) + (ctypes.c_long,) * 5 + (ctypes.c_int,)
+        fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p) + (ctypes.c_long,) * 7 + (ctypes.c_int,)
         fn.restype = ctypes.c_int
     return fn
 
 
-def row_layout(t: torch.Tensor) -> Optional[tuple[int, int, int]]:
-    """(outer, inner, stride) when row o * inner + i of t (along its last axis) starts at
-    element o * stride + i * n from t's first element -- a contiguous tensor, or a view such
-    as one slot of a (B, 3, ...) buffer -- else None."""
-    n, shape, strides = t.shape[-1], t.shape, t.stride()
-    k, block = t.dim(), 1
-    while k > 0 and (shape[k - 1] == 1 or strides[k - 1] == block):
-        block *= shape[k - 1]
-        k -= 1
-    if k == t.dim() and shape[-1] != 1:  # the last axis itself is strided
+def row_layout(t: torch.Tensor) -> Optional[tuple[int, int, int, int]]:
+    """(outer, inner, outer stride, row stride) when row o * inner + i of t (along its last
+    axis, which must be contiguous) starts at element o * outer stride + i * row stride from
+    t's first element, rows not overlapping -- a contiguous tensor, one slot of a (B, 3, ...)
+    buffer, the first n values of longer rows -- else None."""
+    n = t.shape[-1]
+    if n > 1 and t.stride(-1) != 1:
         return None
-    outer = [(size, stride) for size, stride in zip(shape[:k], strides[:k]) if size != 1]
-    if not outer:
-        return 1, block // n, 0
-    if any(s1 != s2 * z2 for (_, s1), (z2, s2) in zip(outer, outer[1:])) or outer[-1][1] < block:
-        return None  # not one stride, or rows that overlap
-    return math.prod(size for size, _ in outer), block // n, outer[-1][1]
+    groups: list[list[int]] = []  # [total size, stride of its innermost dim, span], innermost group first
+    for size, stride in reversed([(z, s) for z, s in zip(t.shape[:-1], t.stride()[:-1]) if z != 1]):
+        if groups and stride == groups[-1][2]:
+            groups[-1][0] *= size
+            groups[-1][2] = stride * size
+        else:
+            groups.append([size, stride, stride * size])
+    if not groups:
+        return 1, 1, 0, n
+    if len(groups) > 2:
+        return None
+    inner, row = groups[0][0], groups[0][1]
+    outer, outer_stride = (groups[1][0], groups[1][1]) if len(groups) == 2 else (1, 0)
+    if row < n or (outer > 1 and outer_stride < inner * row):
+        return None  # overlapping rows
+    return outer, inner, outer_stride, row
+
+
+def _common_layout(a: tuple, b: tuple) -> Optional[tuple[tuple, tuple]]:
+    """Layouts a and b (of tensors with the same rows) with one (outer, inner) split, or None."""
+    if a[:2] == b[:2]:
+        return a, b
+    if a[0] == 1:  # one level: rows at a fixed stride, split like b
+        return (b[0], b[1], b[1] * a[3], a[3]), b
+    if b[0] == 1:
+        return a, (a[0], a[1], a[1] * b[3], b[3])
+    return None
 
 
 def _compiled(fn: Any, x: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The compiled transform of x into `out` (any row layout, may be x itself) or a new tensor."""
-    n = x.shape[-1]
+    """The compiled transform of x into `out` (a layout of `row_layout`, or x itself) or a new tensor."""
     src = x if row_layout(x) is not None else x.contiguous()
     dst = out if out is not None and row_layout(out) is not None else torch.empty(x.shape, dtype=x.dtype)
     if x.numel():
-        (outer, inner, s_stride), (d_outer, d_inner, d_stride) = row_layout(src), row_layout(dst)
-        if (outer, inner) != (d_outer, d_inner):  # one stride per level for both: split the contiguous one alike
-            if d_outer == 1:
-                d_stride = inner * n
-            else:
-                if outer != 1:
-                    src = src.contiguous()
-                outer, inner, s_stride = d_outer, d_inner, d_inner * n
-        fn(src.data_ptr(), dst.data_ptr(), outer, inner, n, s_stride, d_stride, torch.get_num_threads())
+        layouts = _common_layout(row_layout(src), row_layout(dst))
+        if layouts is None:  # two-level layouts split differently: read from a contiguous copy
+            src = src.contiguous()
+            layouts = _common_layout(row_layout(src), row_layout(dst))
+        (outer, inner, s_outer, s_row), (_, _, d_outer, d_row) = layouts
+        fn(src.data_ptr(), dst.data_ptr(), outer, inner, x.shape[-1], s_outer, s_row, d_outer, d_row,
+           torch.get_num_threads())
     return dst if out is None or dst is out else out.copy_(dst)
 
 

@@ -65,7 +65,7 @@ def test_compiled_hadamard_matches_scipy(n, dtype):
 def test_compiled_hadamard_reads_and_writes_views_in_place_and_strided():
     buffer = torch.randn(2, 3, 4, 64)
     slot = buffer[:, 1]  # one slot of a (B, 3, ...) buffer: rows in two levels
-    assert row_layout(slot) == (2, 4, 3 * 4 * 64) and row_layout(slot.transpose(0, 1)) is None
+    assert row_layout(slot) == (2, 4, 3 * 4 * 64, 64) and row_layout(slot.transpose(0, 1)) is None
     expected = torch_path(hadamard, slot.clone())
     others = buffer[:, [0, 2]].clone()
     torch.testing.assert_close(hadamard(slot), expected)
@@ -82,6 +82,12 @@ def test_compiled_hadamard_reads_and_writes_views_in_place_and_strided():
     hadamard(slot, out=slot)  # in place
     torch.testing.assert_close(slot, expected)
     torch.testing.assert_close(buffer[:, [0, 2]], others)
+    padded = torch.zeros(2, 3, 4, 66)  # the first 64 values of longer rows, both ways
+    assert row_layout(padded[:, 1, :, :64]) == (2, 4, 3 * 4 * 66, 66)
+    hadamard(slot, out=padded[:, 1, :, :64])
+    torch.testing.assert_close(padded[:, 1, :, :64], torch_path(hadamard, slot))
+    assert padded[..., 64:].abs().sum() == 0 and padded[:, [0, 2]].abs().sum() == 0
+    torch.testing.assert_close(hadamard(padded[:, 1, :, :64]), slot)
     permuted = torch.randn(4, 2, 64).transpose(0, 1)
     torch.testing.assert_close(hadamard(permuted), torch_path(hadamard, permuted.contiguous()))
 
