@@ -27,7 +27,8 @@ from torch.autograd.function import once_differentiable
 
 from lra_bench.attention.lst_core import batched, gather_tokens, spectral_core, sum_of_products
 from lra_bench.transforms.cosine import DCT_TYPES
-from lra_bench.transforms.spectral import FastDCT2, basis, makhoul_perm, transform_pair
+from lra_bench.transforms.hadamard import is_pow2
+from lra_bench.transforms.spectral import CosineHadamard, FastDCT2, basis, makhoul_perm, transform_pair
 
 TRANSFORM_TYPES = ("dct", "dst", "hadamard", "mixed")
 MIXED_CYCLE = ("dct", "dst", "hadamard")
@@ -105,11 +106,13 @@ class _OutProjection(torch.autograd.Function):
 
 
 class HeadGroup:
-    """Heads sharing one transform: their channels, their basis and their token order."""
+    """Heads sharing one core call: their channels, their basis and their token order.
+    `head_kinds` names each head's transform where a group has several (else None)."""
 
-    def __init__(self, kind: str, basis_: Any, heads: list[int], num_heads: int, head_dim: int):
-        self.kind, self.basis = kind, basis_
-        self.all_heads = len(heads) == num_heads
+    def __init__(self, kind: str, basis_: Any, heads: list[int], num_heads: int, head_dim: int,
+                 head_kinds: Optional[list[str]] = None):
+        self.kind, self.basis, self.head_kinds = kind, basis_, head_kinds
+        self.all_heads = heads == list(range(num_heads))  # all, in order: no channel selection
         # q/k/v rows and out_proj columns of these heads, and the heads, per device (copied once)
         self._index = {torch.device("cpu"): (torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim)
                                                          for h in heads]), torch.tensor(heads))}
@@ -125,6 +128,22 @@ def head_groups(kinds: list[str], bases: dict, head_dim: int) -> list[HeadGroup]
     """One group per transform kind, in first-seen order (heads batched, never looped)."""
     return [HeadGroup(kind, bases[kind], [h for h, k in enumerate(kinds) if k == kind], len(kinds), head_dim)
             for kind in dict.fromkeys(kinds)]
+
+
+def pow2_groups(groups: list[HeadGroup], num_heads: int, head_dim: int) -> list[HeadGroup]:
+    """The groups to use at power-of-two lengths: a DCT-II/DST-II group and a Hadamard group
+    become one `CosineHadamard` group (cosine heads first), which projects, reorders and
+    mixes once; other groups (FFT heads) stay as they are."""
+    cosine = next((g for g in groups if isinstance(g.basis, FastDCT2)), None)
+    hadamard = next((g for g in groups if g.kind == "hadamard"), None)
+    if cosine is None or hadamard is None:
+        return groups
+    cos_heads, had_heads = (g.index(torch.device("cpu"))[1].tolist() for g in (cosine, hadamard))
+    flags = cosine.basis.sine_flags(len(cos_heads))
+    kinds = [("dst" if f else "dct") for f in flags] + ["hadamard"] * len(had_heads)
+    merged = HeadGroup(f"{cosine.kind}+hadamard", CosineHadamard(flags, len(had_heads)), cos_heads + had_heads,
+                       num_heads, head_dim, head_kinds=kinds)
+    return [merged if g is cosine else g for g in groups if g is not hadamard]
 
 
 def spectral_heads(x: torch.Tensor, mask: Optional[torch.Tensor], q: nn.Linear, k: nn.Linear, v: nn.Linear,
@@ -196,6 +215,7 @@ class LSTAttention(nn.Module):
         if "dct/dst" in keys:
             bases["dct/dst"] = FastDCT2(sine=[kind == "dst" for kind, key in zip(kinds, keys) if key == "dct/dst"])
         self._groups = head_groups(keys, bases, self.head_dim)
+        self._pow2_groups = pow2_groups(self._groups, len(kinds), self.head_dim)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, return_attention: bool = False):
         scale = self.scale[:, 0]  # (H, Dh)
@@ -205,7 +225,8 @@ class LSTAttention(nn.Module):
             s = scale if g.all_heads else scale.index_select(0, g.index(scale.device)[1])
             return spectral_core(x, *proj, s, m, g.basis, perms, self.normalize, channels=channels)
 
-        out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, self._groups, run)
+        groups = self._pow2_groups if is_pow2(x.shape[1]) else self._groups
+        out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, groups, run)
         out = self.dropout(out)
         return (out, None) if return_attention else out
 

@@ -15,8 +15,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from lra_bench.attention.lst import HeadGroup, SpectralTransform, head_groups, spectral_heads
+from lra_bench.attention.lst import HeadGroup, SpectralTransform, head_groups, pow2_groups, spectral_heads
 from lra_bench.attention.lst_core import spectral_core
+from lra_bench.transforms.hadamard import is_pow2
 from lra_bench.transforms.spectral import basis
 
 
@@ -58,13 +59,18 @@ class MixedSpectralAttention(nn.Module):
         self.scales = nn.ParameterDict({t: nn.Parameter(torch.ones(1, 1, self.head_dim)) for t in enabled})
         bases = {t: basis("fft") if t == "fft" else getattr(self, t).basis for t in enabled}
         self._groups = head_groups(self.head_transforms, bases, self.head_dim)
+        self._pow2_groups = pow2_groups(self._groups, num_heads, self.head_dim)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, return_attention: bool = False):
         def run(g: HeadGroup, x: torch.Tensor, proj: list, perms: Optional[tuple], m: Optional[torch.Tensor],
                 channels: Optional[torch.Tensor]) -> torch.Tensor:
-            scale = self.scales[g.kind][0]  # (1, Dh): one scale for every head of this kind
+            if g.head_kinds is None:
+                scale = self.scales[g.kind][0]  # (1, Dh): one scale for every head of this kind
+            else:  # a group of DCT and Hadamard heads: (Hg, Dh), each head its kind's scale
+                scale = torch.cat([self.scales[kind][0] for kind in g.head_kinds])
             return spectral_core(x, *proj, scale, m, g.basis, perms, normalize=False, channels=channels)
 
-        out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, self._groups, run)
+        groups = self._pow2_groups if is_pow2(x.shape[1]) else self._groups
+        out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, groups, run)
         out = self.dropout(out)
         return (out, None) if return_attention else out

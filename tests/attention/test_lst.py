@@ -2,6 +2,7 @@
 spectrans-compatible state dicts and options, exact gradients of the fused core."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -12,7 +13,8 @@ import torch
 
 from lra_bench.attention import DCTAttention, HadamardAttention, LSTAttention, MixedSpectralAttention
 from lra_bench.attention.lst_core import gather_tokens, retain_spectra, spectral_core
-from lra_bench.transforms.spectral import basis, makhoul_perm
+from lra_bench.transforms.hadamard import hadamard
+from lra_bench.transforms.spectral import CosineHadamard, basis, makhoul_perm
 
 B, D, H = 2, 24, 6
 
@@ -180,6 +182,77 @@ def test_fused_core_gradients_are_exact(kind, n, normalize, masked):
         assert torch.autograd.gradcheck(f, (x, *ws, *bs, scale), eps=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("sine", [(False,), (True,), (True, False)], ids=["dct", "dst", "dst_dct"])
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("masked", [False, True])
+def test_cosine_hadamard_core_gradients_are_exact(sine, normalize, masked):
+    """The merged basis of the mixed layers at power-of-two lengths: cosine heads, then
+    Hadamard heads, one core call."""
+    torch.manual_seed(0)
+    n, dh, d = 8, 3, 5
+    heads = len(sine) + 1
+    x = torch.randn(B, n, d, dtype=torch.float64, requires_grad=True)
+    ws = [torch.randn(heads * dh, d, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    bs = [torch.randn(heads * dh, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    scale = (torch.rand(heads, dh, dtype=torch.float64) + 0.5).requires_grad_(True)
+    mask = None
+    if masked:
+        mask = torch.ones(B, n, dtype=torch.bool)
+        mask[1, 5:] = False
+    b, perms = CosineHadamard(sine, 1), makhoul_perm(n, x.device)
+
+    def f(x, wq, wk, wv, bq, bk, bv, s):
+        return spectral_core(x, (wq, bq), (wk, bk), (wv, bv), s, mask, b, perms, normalize)
+
+    with retain_spectra():
+        assert torch.autograd.gradcheck(f, (x, *ws, *bs, scale), eps=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="power-of-two length, got 6"):
+        b.length(6)
+
+
+@pytest.mark.parametrize("n", [2, 8, 64, 1024])
+def test_hadamard_of_makhoul_order_is_a_permutation_of_coefficients(n):
+    """H P = Q H for the Makhoul order P at n = 2^k, which lets Hadamard heads share the
+    cosine heads' token order (CosineHadamard)."""
+    x = torch.randn(5, n, dtype=torch.float64)
+    perm, _ = makhoul_perm(n, x.device)
+    eye = torch.eye(n, dtype=torch.float64)
+    q = hadamard(hadamard(eye)[:, perm])  # H P H^-1 (row vectors), a permutation matrix if the claim holds
+    assert torch.equal(q.round(), q.round().abs()) and torch.allclose(q, q.round(), atol=1e-9)
+    assert (q.round().sum(0) == 1).all() and (q.round().sum(1) == 1).all()
+    torch.testing.assert_close(hadamard(x[:, perm]), hadamard(x) @ q)
+
+
+MERGED_CASES = {"mixed": lambda: LSTAttention(D, H, "mixed"), "mixed_unnormalized": lambda: LSTAttention(
+    D, H, "mixed", normalize=False), "mixed_spectral": lambda: MixedSpectralAttention(D, H),
+    "mixed_spectral_no_fft": lambda: MixedSpectralAttention(D, 4, use_fft=False)}
+
+
+@pytest.mark.parametrize("make", MERGED_CASES.values(), ids=MERGED_CASES.keys())
+@pytest.mark.parametrize("n", [1, 2, 16, 64])
+def test_mixed_layers_merge_cosine_and_hadamard_heads_at_pow2_lengths(make, n):
+    """At power-of-two lengths the cosine and Hadamard heads run as one group; outputs and
+    every gradient equal those of separate groups, masked or not."""
+    torch.manual_seed(0)
+    layer = randomize(make()).double()
+    assert len(layer._pow2_groups) == len(layer._groups) - 1
+    separate = copy.deepcopy(layer)
+    separate._pow2_groups = separate._groups
+    x = torch.randn(B, n, D, dtype=torch.float64)
+    mask = torch.ones(B, n, dtype=torch.bool)
+    mask[1, n // 2 + 1:] = False
+    for m in (None, mask):
+        results = []
+        for module in (layer, separate):
+            xi = x.clone().requires_grad_(True)
+            out = module(xi, mask=m)
+            out.square().sum().backward()
+            results.append([out, xi.grad] + [p.grad for p in module.parameters()])
+            module.zero_grad(set_to_none=True)
+        for got, want in zip(*results):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
 def test_core_graph_is_single_use_unless_retained():
     layer = LSTAttention(D, H)
     out = layer(torch.randn(B, 8, D)).sum()
@@ -245,15 +318,16 @@ def test_frozen_projection_weights_still_train_biases_and_scale():
                                   lambda: MixedSpectralAttention(8, 4), lambda: HadamardAttention(8, 2),
                                   lambda: LSTAttention(8, 2, transform_type="dst", use_bias=False)],
                          ids=["lst_mixed", "mixed_spectral", "hadamard", "dst_no_bias"])
-def test_whole_layer_gradients_are_exact(make):
-    """Head groups (mixed kinds), the Fourier heads, Hadamard padding and projections without
-    bias, through every parameter."""
+@pytest.mark.parametrize("n", [6, 8])
+def test_whole_layer_gradients_are_exact(make, n):
+    """Head groups (mixed kinds; merged at the power-of-two length 8), the Fourier heads,
+    Hadamard padding and projections without bias, through every parameter."""
     torch.manual_seed(0)
     layer = randomize(make()).double()
     names = [n for n, _ in layer.named_parameters()]
     params = tuple(p.detach().clone().requires_grad_(True) for p in layer.parameters())
-    x = torch.randn(2, 6, 8, dtype=torch.float64, requires_grad=True)
-    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    x = torch.randn(2, n, 8, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True] * n, [True] * 4 + [False] * (n - 4)])
 
     def f(x, *ps):
         return torch.func.functional_call(layer, dict(zip(names, ps)), (x,), {"mask": mask})
