@@ -111,7 +111,7 @@ class HeadGroup:
 
     def __init__(self, kind: str, basis_: Any, heads: list[int], num_heads: int, head_dim: int,
                  head_kinds: Optional[list[str]] = None):
-        self.kind, self.basis, self.head_kinds = kind, basis_, head_kinds
+        self.kind, self.basis, self.heads, self.head_kinds = kind, basis_, list(heads), head_kinds
         self.all_heads = heads == list(range(num_heads))  # all, in order: no channel selection
         # q/k/v rows and out_proj columns of these heads, and the heads, per device (copied once)
         self._index = {torch.device("cpu"): (torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim)
@@ -138,7 +138,7 @@ def pow2_groups(groups: list[HeadGroup], num_heads: int, head_dim: int) -> list[
     hadamard = next((g for g in groups if g.kind == "hadamard"), None)
     if cosine is None or hadamard is None:
         return groups
-    cos_heads, had_heads = (g.index(torch.device("cpu"))[1].tolist() for g in (cosine, hadamard))
+    cos_heads, had_heads = cosine.heads, hadamard.heads
     flags = cosine.basis.sine_flags(len(cos_heads))
     kinds = [("dst" if f else "dct") for f in flags] + ["hadamard"] * len(had_heads)
     merged = HeadGroup(f"{cosine.kind}+hadamard", CosineHadamard(flags, len(had_heads)), cos_heads + had_heads,

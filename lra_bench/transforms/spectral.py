@@ -90,13 +90,14 @@ class FastDCT2:
         flags = [sine] if isinstance(sine, bool) else [bool(f) for f in sine]
         self.sine = True if all(flags) else False if not any(flags) else None  # None: some heads only
         self._head_sine = torch.tensor(flags) if self.sine is None else None
+        self._flags = flags
 
     def length(self, n: int) -> int:
         return n
 
     def sine_flags(self, heads: int) -> list[bool]:
         """Whether each of `heads` heads is a DST head."""
-        return self._head_sine.tolist() if self.sine is None else [self.sine] * heads
+        return list(self._flags) if self.sine is None else [self.sine] * heads
 
     def _head_signs(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """(H, 1, 1): -1 for sine heads, +1 for cosine heads."""
