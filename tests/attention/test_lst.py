@@ -229,7 +229,7 @@ MERGED_CASES = {"mixed": lambda: LSTAttention(D, H, "mixed"), "mixed_unnormalize
 
 
 @pytest.mark.parametrize("make", MERGED_CASES.values(), ids=MERGED_CASES.keys())
-@pytest.mark.parametrize("n", [1, 2, 16, 64])
+@pytest.mark.parametrize("n", [1, 2, 16, 64, 2048])
 def test_mixed_layers_merge_cosine_and_hadamard_heads_at_pow2_lengths(make, n):
     """At power-of-two lengths the cosine and Hadamard heads run as one group; outputs and
     every gradient equal those of separate groups, masked or not."""
