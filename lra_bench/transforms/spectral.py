@@ -75,6 +75,18 @@ class Orthonormal:
         return self.signal(gy, n, out)
 
 
+def _runs(flags: Sequence[bool]) -> list[tuple[int, int]]:
+    """[start, stop) of each run of consecutive True flags."""
+    runs, start = [], None
+    for i, flag in enumerate(list(flags) + [False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
 class FastDCT2:
     """Orthonormal DCT-II (DST-II with `sine`) of Makhoul-ordered input, packed.
 
@@ -91,6 +103,8 @@ class FastDCT2:
         self.sine = True if all(flags) else False if not any(flags) else None  # None: some heads only
         self._head_sine = torch.tensor(flags) if self.sine is None else None
         self._flags = flags
+        # [start, stop) of each run of consecutive DST heads
+        self._sine_runs = _runs(flags)
 
     def length(self, n: int) -> int:
         return n
@@ -98,10 +112,6 @@ class FastDCT2:
     def sine_flags(self, heads: int) -> list[bool]:
         """Whether each of `heads` heads is a DST head."""
         return list(self._flags) if self.sine is None else [self.sine] * heads
-
-    def _head_signs(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """(H, 1, 1): -1 for sine heads, +1 for cosine heads."""
-        return (1.0 - 2.0 * self._head_sine.to(device, dtype)).view(-1, 1, 1)
 
     def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
         """Signs applied to the (Makhoul-ordered) input: (n,), (H, 1, n) per head, or None."""
@@ -114,13 +124,19 @@ class FastDCT2:
         return torch.where(self._head_sine.to(device).view(-1, 1, 1), sign, torch.ones_like(sign))
 
     def _output_sign_(self, x: torch.Tensor) -> torch.Tensor:
-        """x (..., H, Dh, n) *= the output signs, in place."""
+        """x (..., H, Dh, n) *= the output signs, in place: the DST heads' last n // 2 values
+        negated (runs of DST heads at a time, not a product with a sign tensor)."""
         tail = x[..., (x.shape[-1] + 1) // 2:]
         if self._head_sine is None:
             tail.neg_()
         else:
-            tail.mul_(self._head_signs(x.device, x.dtype))
+            for start, stop in self._sine_runs:
+                tail[..., start:stop, :, :].neg_()
         return x
+
+    def sign_inputs_(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., H, Dh, n) *= input_sign(n), in place (the same pattern as the output signs)."""
+        return self._output_sign_(x) if self.sine is not False else x
 
     def coeffs(self, x: torch.Tensor, overwrite: bool = False, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Packed DCT-II coefficients (..., n // 2 + 1, 2), into `out` if given (`overwrite` is
@@ -189,6 +205,11 @@ class CosineHadamard:
         if sign is None:
             return None
         return torch.cat([sign.view(-1, 1, n).expand(self.split, 1, n), sign.new_ones(self.hadamard_heads, 1, n)])
+
+    def sign_inputs_(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., H, Dh, n) *= input_sign(n), in place."""
+        self.cosine.sign_inputs_(x[..., :self.split, :, :])
+        return x
 
     def _forward(self, x: torch.Tensor, nyquist: float) -> torch.Tensor:
         """(..., H, Dh, n) -> (..., H, Dh, n // 2 + 1, 2): one rFFT of every head (cheaper than
