@@ -132,17 +132,16 @@ def head_groups(kinds: list[str], bases: dict, head_dim: int) -> list[HeadGroup]
 
 def pow2_groups(groups: list[HeadGroup], num_heads: int, head_dim: int) -> list[HeadGroup]:
     """The groups to use at power-of-two lengths: a DCT-II/DST-II group and a Hadamard group
-    become one `CosineHadamard` group (cosine heads first), which projects, reorders and
-    mixes once; other groups (FFT heads) stay as they are."""
+    become one `CosineHadamard` group (heads in their layer order), which projects, reorders
+    and mixes once; other groups (FFT heads) stay as they are."""
     cosine = next((g for g in groups if isinstance(g.basis, FastDCT2)), None)
     hadamard = next((g for g in groups if g.kind == "hadamard"), None)
     if cosine is None or hadamard is None:
         return groups
-    cos_heads, had_heads = cosine.heads, hadamard.heads
-    flags = cosine.basis.sine_flags(len(cos_heads))
-    kinds = [("dst" if f else "dct") for f in flags] + ["hadamard"] * len(had_heads)
-    merged = HeadGroup(f"{cosine.kind}+hadamard", CosineHadamard(flags, len(had_heads)), cos_heads + had_heads,
-                       num_heads, head_dim, head_kinds=kinds)
+    sine = dict(zip(cosine.heads, cosine.basis.sine_flags(len(cosine.heads))))
+    heads = sorted(cosine.heads + hadamard.heads)
+    kinds = ["hadamard" if h in hadamard.heads else "dst" if sine[h] else "dct" for h in heads]
+    merged = HeadGroup(f"{cosine.kind}+hadamard", CosineHadamard(kinds), heads, num_heads, head_dim, head_kinds=kinds)
     return [merged if g is cosine else g for g in groups if g is not hadamard]
 
 

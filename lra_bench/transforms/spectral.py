@@ -177,8 +177,9 @@ class CosineHadamard:
     """DCT-II/DST-II heads and Walsh-Hadamard heads as one group (one projection, one token
     order, one core call), for power-of-two lengths: the mixed layers' basis there.
 
-    Heads [0, len(sine)) are `FastDCT2(sine)` heads, the remaining `hadamard_heads` are
-    Hadamard heads; all take Makhoul-ordered input. For n = 2^k the Makhoul order P maps
+    Each head is a DCT-II, DST-II or Hadamard head (`kinds`, in any order, so the layer's
+    heads keep their order and its weights need no reindexing); all take Makhoul-ordered
+    input. For n = 2^k the Makhoul order P maps
     index bits linearly over GF(2) (position j holds sample 2j, or 2(n-1-j)+1 when j's top
     bit is set: the sample's bit 0 is j's top bit t, its bit i+1 is j's bit i XOR t), so
     H P = Q H for a permutation Q: the Hadamard coefficients of the reordered signal are the
@@ -191,8 +192,12 @@ class CosineHadamard:
 
     makhoul_order = True
 
-    def __init__(self, sine: Sequence[bool], hadamard_heads: int):
-        self.cosine, self.split, self.hadamard_heads = FastDCT2(sine=list(sine)), len(sine), hadamard_heads
+    def __init__(self, kinds: Sequence[str]):
+        """kinds: each head's transform, 'dct', 'dst' or 'hadamard', in the group's head order."""
+        self.kinds = list(kinds)
+        self.cosine = FastDCT2(sine=[k == "dst" for k in self.kinds])  # Hadamard heads: unsigned
+        self._cosine_runs = _runs([k != "hadamard" for k in self.kinds])
+        self._hadamard_runs = _runs([k == "hadamard" for k in self.kinds])
 
     def length(self, n: int) -> int:
         if n & (n - 1):
@@ -200,32 +205,30 @@ class CosineHadamard:
         return n
 
     def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
-        """(H, 1, n): the cosine heads' signs (+1 for DCT, the DST signs), +1 for Hadamard heads."""
-        sign = self.cosine.input_sign(n, device)
-        if sign is None:
-            return None
-        return torch.cat([sign.view(-1, 1, n).expand(self.split, 1, n), sign.new_ones(self.hadamard_heads, 1, n)])
+        """(H, 1, n): the DST heads' signs, +1 for DCT and Hadamard heads (None if no DST head)."""
+        return self.cosine.input_sign(n, device)
 
     def sign_inputs_(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., H, Dh, n) *= input_sign(n), in place."""
-        self.cosine.sign_inputs_(x[..., :self.split, :, :])
-        return x
+        return self.cosine.sign_inputs_(x)
 
     def _forward(self, x: torch.Tensor, nyquist: float) -> torch.Tensor:
         """(..., H, Dh, n) -> (..., H, Dh, n // 2 + 1, 2): one rFFT of every head (cheaper than
         selecting the cosine heads, whose blocks are strided), twiddled for the cosine heads
         (their Nyquist pair times `nyquist`); the Hadamard heads' rows are then overwritten
         with their transform and zeros."""
-        n, k = x.shape[-1], self.split
+        n = x.shape[-1]
         _, _, twiddle, _ = _makhoul(n, x.device, x.dtype)
         z = torch.fft.rfft(x)
-        z[..., :k, :, :].mul_(twiddle)
         c = torch.view_as_real(z)
-        if nyquist != 1.0:
-            self.cosine._scale_nyquist(c[..., :k, :, :, :], n, nyquist)
-        rows = c[..., k:, :, :, :].flatten(-2)  # n coefficients, then 1 or 2 zeros
-        hadamard(x[..., k:, :, :], out=rows[..., :n])
-        rows[..., n:].zero_()
+        for a, b in self._cosine_runs:
+            z[..., a:b, :, :].mul_(twiddle)
+            if nyquist != 1.0:
+                self.cosine._scale_nyquist(c[..., a:b, :, :, :], n, nyquist)
+        for a, b in self._hadamard_runs:
+            rows = c[..., a:b, :, :, :].flatten(-2)  # n coefficients, then 1 or 2 zeros
+            hadamard(x[..., a:b, :, :], out=rows[..., :n])
+            rows[..., n:].zero_()
         return c
 
     def _inverse(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor], nyquist: float,
@@ -233,16 +236,17 @@ class CosineHadamard:
         """(..., H, Dh, n // 2 + 1, 2) -> (..., H, Dh, n), into `out` or a new tensor; overwrites
         the cosine heads' part of y. One irFFT of every head, then the Hadamard heads' outputs
         are overwritten with their transform (irFFT leaves its input as it was)."""
-        k = self.split
         _, _, _, inv_twiddle = _makhoul(n, y.device, y.dtype)
         y = y if y.is_contiguous() else y.contiguous()
-        if nyquist != 1.0:
-            self.cosine._scale_nyquist(y[..., :k, :, :, :], n, nyquist)
-        torch.view_as_complex(y)[..., :k, :, :].mul_(inv_twiddle)
+        for a, b in self._cosine_runs:
+            if nyquist != 1.0:
+                self.cosine._scale_nyquist(y[..., a:b, :, :, :], n, nyquist)
+            torch.view_as_complex(y)[..., a:b, :, :].mul_(inv_twiddle)
         res = torch.fft.irfft(torch.view_as_complex(y), n=n, out=out)
         if self.cosine.sine is not False and output_sign:
-            self.cosine._output_sign_(res[..., :k, :, :])
-        hadamard(y[..., k:, :, :, :].flatten(-2)[..., :n], out=res[..., k:, :, :])
+            self.cosine._output_sign_(res)
+        for a, b in self._hadamard_runs:
+            hadamard(y[..., a:b, :, :, :].flatten(-2)[..., :n], out=res[..., a:b, :, :])
         return res
 
     def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
@@ -255,8 +259,7 @@ class CosineHadamard:
     def grad_coeffs(self, g: torch.Tensor) -> torch.Tensor:
         """signal^T g, as FastDCT2.grad_coeffs for the cosine heads."""
         if self.cosine.sine is not False:
-            g = g.clone()
-            self.cosine._output_sign_(g[..., :self.split, :, :])
+            g = self.cosine._output_sign_(g.clone())
         return self._forward(g, 0.5)
 
     def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:

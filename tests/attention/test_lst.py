@@ -182,15 +182,16 @@ def test_fused_core_gradients_are_exact(kind, n, normalize, masked):
         assert torch.autograd.gradcheck(f, (x, *ws, *bs, scale), eps=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("sine", [(False,), (True,), (True, False)], ids=["dct", "dst", "dst_dct"])
+@pytest.mark.parametrize("kinds", [("dct", "hadamard"), ("hadamard", "dst"), ("dst", "hadamard", "dct")],
+                         ids=["dct_had", "had_dst", "dst_had_dct"])
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("masked", [False, True])
-def test_cosine_hadamard_core_gradients_are_exact(sine, normalize, masked):
-    """The merged basis of the mixed layers at power-of-two lengths: cosine heads, then
-    Hadamard heads, one core call."""
+def test_cosine_hadamard_core_gradients_are_exact(kinds, normalize, masked):
+    """The merged basis of the mixed layers at power-of-two lengths: DCT, DST and Hadamard
+    heads in any order, one core call."""
     torch.manual_seed(0)
     n, dh, d = 8, 3, 5
-    heads = len(sine) + 1
+    heads = len(kinds)
     x = torch.randn(B, n, d, dtype=torch.float64, requires_grad=True)
     ws = [torch.randn(heads * dh, d, dtype=torch.float64, requires_grad=True) for _ in range(3)]
     bs = [torch.randn(heads * dh, dtype=torch.float64, requires_grad=True) for _ in range(3)]
@@ -199,7 +200,7 @@ def test_cosine_hadamard_core_gradients_are_exact(sine, normalize, masked):
     if masked:
         mask = torch.ones(B, n, dtype=torch.bool)
         mask[1, 5:] = False
-    b, perms = CosineHadamard(sine, 1), makhoul_perm(n, x.device)
+    b, perms = CosineHadamard(kinds), makhoul_perm(n, x.device)
 
     def f(x, wq, wk, wv, bq, bk, bv, s):
         return spectral_core(x, (wq, bq), (wk, bk), (wv, bv), s, mask, b, perms, normalize)
@@ -236,6 +237,8 @@ def test_mixed_layers_merge_cosine_and_hadamard_heads_at_pow2_lengths(make, n):
     torch.manual_seed(0)
     layer = randomize(make()).double()
     assert len(layer._pow2_groups) == len(layer._groups) - 1
+    if isinstance(layer, LSTAttention):  # every head, in the layer's order: no weight reindexing
+        assert layer._pow2_groups[0].all_heads
     separate = copy.deepcopy(layer)
     separate._pow2_groups = separate._groups
     x = torch.randn(B, n, D, dtype=torch.float64)
