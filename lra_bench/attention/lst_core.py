@@ -4,15 +4,14 @@ autograd Function that saves only what it needs.
 Per head, with T orthonormal along the sequence: A = T(Q) * T(K) * scale,
 O = A * T(V), optionally O /= sum_d |A| + eps, out = T^-1(O) (the formula of
 spectrans' LSTAttention). Autograd over these steps would keep the projected q, k, v
-and every elementwise intermediate. This forward keeps only the three spectra (plus the
-input and weights, which the caller holds anyway); the projection's output is freed as
-soon as it is transformed, and the token reordering, the concatenated weights and the
-normaliser are recomputed in the backward (keeping the normaliser would put the mixed
-layers' peak above softmax's). The backward uses that T's adjoint is T^-1
-(and T^-1's is T), computes the three gradients inside the spectra's own buffer plus two
-buffers a third its size (and, when normalising, two short-lived temporaries of that size,
-no larger than what an inverse transform allocates later; the measured peak is unchanged),
-and writes the signal-domain result back into that buffer. The per-channel scale
+and every elementwise intermediate. This forward keeps only the three spectra and, when
+normalising, the normaliser (1/Dh of one spectrum), plus the input and weights, which the
+caller holds anyway; the projection's output is freed as soon as it is transformed, and
+the token reordering and the concatenated weights are recomputed in the backward. The
+backward uses that T's adjoint is T^-1 (and T^-1's is T), computes the three gradients
+inside the spectra's own buffer plus two buffers a third its size (and, when normalising,
+one short-lived temporary of that size, no larger than what an inverse transform allocates
+later), and writes the signal-domain result back into that buffer. The per-channel scale
 multiplies Q, so it is folded into the rows of the query projection (T acts along the
 sequence, the scale along channels: T(s * q) = s * T(q)), which saves two passes over the
 spectra each way. At n = 4096 this keeps a layer's peak training memory at that of CPU
@@ -172,6 +171,7 @@ def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor],
         o = torch.mul(q, k)  # A
         norm = torch.abs(o).sum(2, keepdim=True).add_(eps)  # (B, H, 1, S, P); |A| is freed at once
         o.mul_(v).div_(norm)  # A * V / norm
+        ctx.norm = norm  # 1/Dh of a spectrum: kept for the backward rather than computed again
     else:
         o = torch.mul(q, k).mul_(v)
     out = basis.signal(o, n).flatten(1, 2)
@@ -208,8 +208,9 @@ def _backward(ctx: Any, grad: torch.Tensor):
         return _projection_backward(ctx, d_qkv)
     t = torch.mul(q, k)  # A = QK; the one scratch buffer
     if ctx.normalize:
-        # (B, H, 1, S, P), as in the forward; |A| is a temporary, so A stays in t
-        norm = torch.abs(t).sum(2, keepdim=True).add_(ctx.eps)
+        norm = ctx.norm  # (B, H, 1, S, P), from the forward (read only here)
+        if _REUSE_SPECTRA:
+            ctx.norm = None
         g.div_(norm)
         v.mul_(g)  # dL/dO * V / norm; V is not needed again
         g.mul_(t)  # g := dL/dV = dL/dO * A / norm
