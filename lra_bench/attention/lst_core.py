@@ -222,15 +222,18 @@ def _backward(ctx: Any, grad: torch.Tensor):
         g.mul_(t)  # dL/dV = dL/dO * A
         g_a = v
     d_q = torch.mul(g_a, k, out=t)  # dL/dQ = dL/dA * K
-    d_k = q.mul_(g_a)  # dL/dK = dL/dA * Q, in Q's slot
-    del g_a, k, v
-    basis.grad_signal(g, n, out=d_qkv[:, 2])  # slots 1 and 2 are free
-    del g
-    # Part 1 overlaps slot 0, which holds dL/dK: transform it into a fresh tensor, then copy
-    # (what `out=` does inside torch anyway, so no more memory than the other parts use).
-    d_qkv[:, 1].copy_(basis.grad_signal(d_k, n))
+    d_k = g_a.mul_(q)  # dL/dK = dL/dA * Q, in V's slot (slot 2)
+    del g_a, q, k, v
+    # Part i of d_qkv lies within slots i-1 and i (see _signal_view): part 0 overwrites Q's
+    # slot; part 1 ends before slot 2 starts, so dL/dK goes straight from slot 2 into it (one
+    # sequence at a time, where the slot is contiguous: no copy of the strided slot); part 2
+    # then overwrites what is left.
     basis.grad_signal(d_q, n, out=d_qkv[:, 0])
-    del d_q, d_k, c
+    del d_q, t
+    for b in range(c.shape[0]):
+        basis.grad_signal(d_k[b], n, out=d_qkv[b, 1])
+    basis.grad_signal(g, n, out=d_qkv[:, 2])
+    del g, d_k, c
     return _projection_backward(ctx, d_qkv)
 
 
