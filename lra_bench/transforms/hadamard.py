@@ -122,14 +122,25 @@ def _common_layout(a: tuple, b: tuple) -> Optional[tuple[tuple, tuple]]:
     return None
 
 
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether the memory spans of a and b (first to last element) intersect."""
+    def span(t: torch.Tensor) -> tuple[int, int]:
+        start = t.data_ptr()
+        return start, start + t.element_size() * (1 + sum((z - 1) * st for z, st in zip(t.shape, t.stride())))
+    (a0, a1), (b0, b1) = span(a), span(b)
+    return a0 < b1 and b0 < a1
+
+
 def _compiled(fn: Any, x: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The compiled transform of x into `out` (a layout of `row_layout`, or x itself) or a new tensor."""
     src = x if row_layout(x) is not None else x.contiguous()
     dst = out if out is not None and row_layout(out) is not None else torch.empty(x.shape, dtype=x.dtype)
     if x.numel():
         layouts = _common_layout(row_layout(src), row_layout(dst))
-        if layouts is None:  # two-level layouts split differently: read from a contiguous copy
-            src = src.contiguous()
+        same = src.data_ptr() == dst.data_ptr() and src.stride() == dst.stride()
+        if layouts is None or (not same and _overlap(src, dst)):
+            # layouts split differently, or memory shared other than row for row: read a copy
+            src = src.clone(memory_format=torch.contiguous_format)
             layouts = _common_layout(row_layout(src), row_layout(dst))
         (outer, inner, s_outer, s_row), (_, _, d_outer, d_row) = layouts
         fn(src.data_ptr(), dst.data_ptr(), outer, inner, x.shape[-1], s_outer, s_row, d_outer, d_row,

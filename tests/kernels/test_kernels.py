@@ -88,6 +88,10 @@ def test_compiled_hadamard_reads_and_writes_views_in_place_and_strided():
     torch.testing.assert_close(padded[:, 1, :, :64], torch_path(hadamard, slot))
     assert padded[..., 64:].abs().sum() == 0 and padded[:, [0, 2]].abs().sum() == 0
     torch.testing.assert_close(hadamard(padded[:, 1, :, :64]), slot)
+    shifted = torch.randn(5, 64)  # rows 1..4 written from rows 0..3: read before overwritten
+    expected = torch_path(hadamard, shifted[:4].clone())
+    hadamard(shifted[:4], out=shifted[1:])
+    torch.testing.assert_close(shifted[1:], expected)
     permuted = torch.randn(4, 2, 64).transpose(0, 1)
     torch.testing.assert_close(hadamard(permuted), torch_path(hadamard, permuted.contiguous()))
 
