@@ -138,11 +138,11 @@ class FastDCT2:
         """x (..., H, Dh, n) *= input_sign(n), in place (the same pattern as the output signs)."""
         return self._output_sign_(x) if self.sine is not False else x
 
-    def coeffs(self, x: torch.Tensor, overwrite: bool = False, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Packed DCT-II coefficients (..., n // 2 + 1, 2), into `out` if given (`overwrite` is
-        accepted for the bases' common interface)."""
+    def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
+        """Packed DCT-II coefficients (..., n // 2 + 1, 2) (`overwrite` is accepted for the
+        bases' common interface)."""
         _, _, twiddle, _ = _makhoul(x.shape[-1], x.device, x.dtype)
-        z = torch.fft.rfft(x, out=None if out is None else torch.view_as_complex(out))
+        z = torch.fft.rfft(x)
         z.mul_(twiddle)
         return torch.view_as_real(z)
 
@@ -160,12 +160,11 @@ class FastDCT2:
             y[..., -1, :].mul_(factor)
         return y
 
-    def grad_coeffs(self, g: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """signal^T g (into `out` if given): signal() reads the Nyquist pair as its average, so
-        each copy gets half."""
+    def grad_coeffs(self, g: torch.Tensor) -> torch.Tensor:
+        """signal^T g: signal() reads the Nyquist pair as its average, so each copy gets half."""
         if self.sine is not False:
             g = self._output_sign_(g.clone())
-        return self._scale_nyquist(self.coeffs(g, out=out), g.shape[-1], 0.5)
+        return self._scale_nyquist(self.coeffs(g), g.shape[-1], 0.5)
 
     def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """coeffs^T gy (overwrites gy): coeffs() writes the Nyquist coefficient twice.
@@ -179,14 +178,13 @@ class CosineHadamard:
 
     Each head is a DCT-II, DST-II or Hadamard head (`kinds`, in any order, so the layer's
     heads keep their order and its weights need no reindexing); all take Makhoul-ordered
-    input. For n = 2^k the Makhoul order P maps
-    index bits linearly over GF(2) (position j holds sample 2j, or 2(n-1-j)+1 when j's top
-    bit is set: the sample's bit 0 is j's top bit t, its bit i+1 is j's bit i XOR t), so
-    H P = Q H for a permutation Q: the Hadamard coefficients of the reordered signal are the
-    usual ones permuted, which elementwise products and sums over channels do not see, and
-    the inverse gives back the reordered signal, which the layer reorders anyway. A
-    Hadamard row's n coefficients sit in the first n of its packed slots (n + 2 for n > 1);
-    the rest are zero. Separate groups would project, reorder and mix twice: at n = 4096
+    input. For n = 2^k the Makhoul order P maps index bits linearly over GF(2) (position j
+    holds sample 2j, or 2(n-1-j)+1 when j's top bit is set: the sample's bit 0 is j's top
+    bit t, its bit i+1 is j's bit i XOR t), so H P = Q H for a permutation Q: the Hadamard
+    coefficients of the reordered signal are the usual ones permuted, which elementwise
+    products and sums over channels do not see, and the inverse gives back the reordered
+    signal, which the layer reorders anyway. A Hadamard row's n coefficients sit in the
+    first n of its packed slots (n + 2 for n > 1); the rest are zero. Separate groups would project, reorder and mix twice: at n = 4096
     (batch 2, hidden 256) they cost about 0.04-0.05x of the projections' time more.
     """
 
