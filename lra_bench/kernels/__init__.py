@@ -111,8 +111,8 @@ def load(name: str) -> Optional[ctypes.CDLL]:
 
 
 def status(name: str = "hadamard", device: Optional[object] = None) -> str:
-    """'compiled' when kernel `name` is used on CPU, else 'torch' and why (what records log;
-    for a non-CPU `device`, 'unused on <type>')."""
+    """'compiled' when kernel `name` is built and used on CPU, else 'torch (<why>)' (what
+    records log; for a non-CPU `device`, 'unused on <type>')."""
     kind = getattr(device, "type", device)
     if kind is not None and str(kind) != "cpu":
         return f"unused on {kind}"
