@@ -73,7 +73,7 @@ def _full(grad: torch.Tensor, channels: Optional[torch.Tensor], like: torch.Tens
 
 
 def _weight_view(in_weight: torch.Tensor) -> torch.Tensor:
-    """(B or 1, H or 1, 1, L) input weights -> broadcastable to (B, 3, H, Dh, L)."""
+    """(B, 1, 1, L) mask weights -> broadcastable to (B, 3, H, Dh, L)."""
     return in_weight.unsqueeze(1)
 
 
@@ -118,13 +118,12 @@ class SpectralCore(torch.autograd.Function):
                 b_q: Optional[torch.Tensor], b_k: Optional[torch.Tensor], b_v: Optional[torch.Tensor],
                 perm: Optional[torch.Tensor], inv_perm: Optional[torch.Tensor], in_weight: Optional[torch.Tensor],
                 scale: torch.Tensor, channels: Optional[torch.Tensor], basis: Any, normalize: bool,
-                eps: float, signs: bool) -> torch.Tensor:
+                eps: float) -> torch.Tensor:
         """x (B, L, D) tokens; w_*, b_* the q/k/v projections; channels: the G = H * Dh rows
         of them to use (None: all); perm: the token order the basis wants (inverse inv_perm)
-        or None; in_weight (B or 1, H or 1, 1, L), applied to q, k, v before the transform
-        (padding mask, DST signs; in perm's order), or None; signs: apply the basis's input
-        signs in place instead (`basis.sign_inputs_`: negations, cheaper than a product);
-        scale (H or 1, Dh) -> (B, H * Dh, L) in float32 (float64 for float64 inputs)."""
+        or None; in_weight (B, 1, 1, L), the padding mask as weights applied to q, k, v before
+        the basis's input signs (`basis.sign_inputs_`) and the transform (in perm's order), or
+        None; scale (H or 1, Dh) -> (B, H * Dh, L) in float32 (float64 for float64 inputs)."""
         batch, n, _ = x.shape
         heads = (w_q.shape[0] if channels is None else channels.numel()) // scale.shape[1]
         weight, bias = _effective(w_q, w_k, w_v, b_q, b_k, b_v, _scale_rows(scale, heads), channels)
@@ -135,7 +134,6 @@ class SpectralCore(torch.autograd.Function):
         qkv = torch.bmm(w, tokens) if bias is None else torch.baddbmm(bias.view(1, -1, 1), w, tokens)
         del weight, w, tokens
         ctx.dtype = torch.promote_types(qkv.dtype, torch.float32)  # at least float32, float64 stays
-        ctx.signs = signs
         with torch.autocast(x.device.type, enabled=False):  # transforms and products in ctx.dtype
             out = _mix_forward(ctx, qkv.to(ctx.dtype).view(batch, 3, heads, scale.shape[1], n), in_weight, basis,
                                normalize, eps)
@@ -158,8 +156,7 @@ def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor],
     m = basis.length(n)
     if in_weight is not None:
         qkv.mul_(_weight_view(in_weight))
-    if ctx.signs:
-        basis.sign_inputs_(qkv)
+    basis.sign_inputs_(qkv)  # DST heads: negations, cheaper than a product with a sign tensor
     if m != n:
         qkv = F.pad(qkv, (0, m - n))  # zero-pad to the transform length, as padding tokens
     c = basis.coeffs(qkv, overwrite=True)  # (B, 3, H, Dh, S, P): spectra of s * q, k, v (qkv is ours)
@@ -254,8 +251,7 @@ def _projection_backward(ctx: Any, d_qkv: torch.Tensor):
     x, w_q, w_k, w_v, b_q, perm, inv_perm, in_weight, channels, scale = ctx.saved_tensors  # b_q: for dL/dscale
     if in_weight is not None:
         d_qkv.mul_(_weight_view(in_weight))
-    if ctx.signs:
-        ctx.basis.sign_inputs_(d_qkv)
+    ctx.basis.sign_inputs_(d_qkv)
     batch = x.shape[0]
     d_qkv = d_qkv.view(batch, -1, ctx.n)  # (B, 3G, L)
     s_rows = _scale_rows(scale, ctx.heads)
@@ -279,7 +275,7 @@ def _projection_backward(ctx: Any, d_qkv: torch.Tensor):
         if ctx.has_bias:  # b_k and b_v have b_q's shape
             d_b = [_full(d_beff[0] * s_rows, channels, b_q), _full(d_beff[1], channels, b_q),
                    _full(d_beff[2], channels, b_q)]
-    return (d_x, *d_w, *d_b, None, None, None, d_scale, None, None, None, None, None)
+    return (d_x, *d_w, *d_b, None, None, None, d_scale, None, None, None, None)
 
 
 def spectral_core(x: torch.Tensor, q: tuple, k: tuple, v: tuple, scale: torch.Tensor, mask: Optional[torch.Tensor],
@@ -291,18 +287,12 @@ def spectral_core(x: torch.Tensor, q: tuple, k: tuple, v: tuple, scale: torch.Te
 
     perms = (perm, inverse) reorders the tokens first (Makhoul order, when
     `basis.makhoul_order`); `mask` (B, L) bool, True at real tokens, is given in that order.
-    Padded positions (and, for the DST, the input signs) are weighted before the transform,
-    so padding never reaches real positions; outputs at padded positions are left for the
-    caller to zero. Without a mask, DST signs are applied by negation in place. Transforms
-    run in float32 under any autocast.
+    Padded positions are zeroed before the transform (and the basis's input signs, for DST
+    heads, applied), so padding never reaches real positions; outputs at padded positions
+    are left for the caller to zero. Transforms run in float32 under any autocast.
     """
     n = x.shape[1]
     in_weight = None if mask is None else mask.to(torch.float32).view(-1, 1, 1, n)  # (B, 1, 1, L)
-    sign = basis.input_sign(n, x.device)  # (L,) or per head (H, 1, L)
-    signs = sign is not None and in_weight is None and hasattr(basis, "sign_inputs_")
-    if sign is not None and not signs:
-        sign = sign.view(1, -1, 1, n)
-        in_weight = sign if in_weight is None else in_weight * sign  # (B or 1, H or 1, 1, L)
     perm, inv_perm = perms if perms is not None else (None, None)
     return SpectralCore.apply(x, q[0], k[0], v[0], q[1], k[1], v[1], perm, inv_perm, in_weight, scale, channels,
-                              basis, normalize, eps, signs)
+                              basis, normalize, eps)

@@ -46,8 +46,9 @@ class Orthonormal:
     def length(self, n: int) -> int:
         return next_pow2(n) if self.pad_pow2 else n
 
-    def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
-        return None
+    def sign_inputs_(self, x: torch.Tensor) -> torch.Tensor:
+        """The signs the input takes before `coeffs`, in place: none."""
+        return x
 
     def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
         """T x with a trailing component axis; with `overwrite`, in x's memory where the
@@ -101,7 +102,6 @@ class FastDCT2:
     def __init__(self, sine: bool | Sequence[bool] = False):
         flags = [sine] if isinstance(sine, bool) else [bool(f) for f in sine]
         self.sine = True if all(flags) else False if not any(flags) else None  # None: some heads only
-        self._head_sine = torch.tensor(flags) if self.sine is None else None
         self._flags = flags
         # [start, stop) of each run of consecutive DST heads
         self._sine_runs = _runs(flags)
@@ -113,21 +113,11 @@ class FastDCT2:
         """Whether each of `heads` heads is a DST head."""
         return list(self._flags) if self.sine is None else [self.sine] * heads
 
-    def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
-        """Signs applied to the (Makhoul-ordered) input: (n,), (H, 1, n) per head, or None."""
-        if self.sine is False:
-            return None
-        sign = torch.ones(n, device=device)
-        sign[(n + 1) // 2:] = -1.0
-        if self._head_sine is None:
-            return sign
-        return torch.where(self._head_sine.to(device).view(-1, 1, 1), sign, torch.ones_like(sign))
-
     def _output_sign_(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., H, Dh, n) *= the output signs, in place: the DST heads' last n // 2 values
         negated (runs of DST heads at a time, not a product with a sign tensor)."""
         tail = x[..., (x.shape[-1] + 1) // 2:]
-        if self._head_sine is None:
+        if self.sine is True:
             tail.neg_()
         else:
             for start, stop in self._sine_runs:
@@ -135,7 +125,9 @@ class FastDCT2:
         return x
 
     def sign_inputs_(self, x: torch.Tensor) -> torch.Tensor:
-        """x (..., H, Dh, n) *= input_sign(n), in place (the same pattern as the output signs)."""
+        """The signs the (Makhoul-ordered) input x (..., H, Dh, n) takes before `coeffs`, in
+        place: for DST heads (-1)^t of the original position t, which is the output signs'
+        pattern (+ for the first ceil(n/2) positions, - for the rest)."""
         return self._output_sign_(x) if self.sine is not False else x
 
     def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
@@ -168,7 +160,7 @@ class FastDCT2:
 
     def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """coeffs^T gy (overwrites gy): coeffs() writes the Nyquist coefficient twice.
-        (The DST input signs belong to the core's input weighting, not to coeffs.)"""
+        (The DST input signs are `sign_inputs_`, applied by the core, not part of coeffs.)"""
         return self.signal(self._scale_nyquist(gy, n, 2.0), n, out, output_sign=False)
 
 
@@ -202,12 +194,8 @@ class CosineHadamard:
             raise ValueError(f"CosineHadamard needs a power-of-two length, got {n}")
         return n
 
-    def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
-        """(H, 1, n): the DST heads' signs, +1 for DCT and Hadamard heads (None if no DST head)."""
-        return self.cosine.input_sign(n, device)
-
     def sign_inputs_(self, x: torch.Tensor) -> torch.Tensor:
-        """x (..., H, Dh, n) *= input_sign(n), in place."""
+        """The DST heads' input signs, in place (DCT and Hadamard heads take none)."""
         return self.cosine.sign_inputs_(x)
 
     def _forward(self, x: torch.Tensor, nyquist: float) -> torch.Tensor:
@@ -288,8 +276,8 @@ class Fourier:
     def length(self, n: int) -> int:
         return n
 
-    def input_sign(self, n: int, device: torch.device) -> Optional[torch.Tensor]:
-        return None
+    def sign_inputs_(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
     def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
         return torch.fft.rfft(x, norm="ortho").unsqueeze(-1)
