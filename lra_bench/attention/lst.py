@@ -146,9 +146,11 @@ def pow2_groups(groups: list[HeadGroup], num_heads: int, head_dim: int) -> list[
 
 
 def spectral_heads(x: torch.Tensor, mask: Optional[torch.Tensor], q: nn.Linear, k: nn.Linear, v: nn.Linear,
-                   out: nn.Linear, groups: list[HeadGroup], run: Callable) -> torch.Tensor:
+                   out: nn.Linear, groups: list[HeadGroup], run: Callable,
+                   pow2_groups: Optional[list[HeadGroup]] = None) -> torch.Tensor:
     """Mix each head group with `run(group, x, (q, k, v) projections, perms, mask, channels)`
-    -> (B, Hg * Dh, L) and project back to (B, L, D), zero at padded positions.
+    -> (B, Hg * Dh, L) and project back to (B, L, D), zero at padded positions. At a
+    power-of-two length L the groups are `pow2_groups` when given (see `pow2_groups`).
 
     Head outputs stay channels-first, so the transforms run along a contiguous axis, and the
     output projection reads them as a transposed operand (`_OutProjection`). Groups whose basis wants
@@ -157,6 +159,8 @@ def spectral_heads(x: torch.Tensor, mask: Optional[torch.Tensor], q: nn.Linear, 
     output. A group of some heads uses only its `channels` of the projections.
     """
     L = x.shape[1]
+    if pow2_groups is not None and is_pow2(L):
+        groups = pow2_groups
     proj = [(lin.weight, lin.bias) for lin in (q, k, v)]
     y = None
     for g in groups:
@@ -224,8 +228,8 @@ class LSTAttention(nn.Module):
             s = scale if g.all_heads else scale.index_select(0, g.index(scale.device)[1])
             return spectral_core(x, *proj, s, m, g.basis, perms, self.normalize, channels=channels)
 
-        groups = self._pow2_groups if is_pow2(x.shape[1]) else self._groups
-        out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, groups, run)
+        out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, self._groups, run,
+                             self._pow2_groups)
         out = self.dropout(out)
         return (out, None) if return_attention else out
 

@@ -17,7 +17,6 @@ from torch import nn
 
 from lra_bench.attention.lst import HeadGroup, SpectralTransform, head_groups, pow2_groups, spectral_heads
 from lra_bench.attention.lst_core import spectral_core
-from lra_bench.transforms.hadamard import is_pow2
 from lra_bench.transforms.spectral import basis
 
 
@@ -70,7 +69,7 @@ class MixedSpectralAttention(nn.Module):
                 scale = torch.cat([self.scales[kind][0] for kind in g.head_kinds])
             return spectral_core(x, *proj, scale, m, g.basis, perms, normalize=False, channels=channels)
 
-        groups = self._pow2_groups if is_pow2(x.shape[1]) else self._groups
-        out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, groups, run)
+        out = spectral_heads(x, mask, self.q_proj, self.k_proj, self.v_proj, self.out_proj, self._groups, run,
+                             self._pow2_groups)
         out = self.dropout(out)
         return (out, None) if return_attention else out
