@@ -41,8 +41,7 @@ from lra_bench.bench.mixers import PROJECTIONS, SOFTMAX, build_mixer, check_name
 from lra_bench.cli import CONF_DIR
 from lra_bench.errors import ConfigError
 from lra_bench.train.distributed import pick_device
-from lra_bench import kernels
-from lra_bench.train.metrics import hardware, malloc_setting
+from lra_bench.train.metrics import environment
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 MAX_RUNS = 10_000  # cap on timed runs when --min-time asks for more than --repeats
@@ -211,9 +210,8 @@ def bench_attention(attn_names: Iterable[str], lengths: Sequence[int], batch: in
     if method == memory.CUDA_ALLOCATOR and dev.type != "cuda":
         raise ConfigError("memory method cuda_allocator needs a CUDA device")
 
-    meta = {"device": dev.type, "hardware": hardware(dev), "torch_version": torch.__version__,
-            "malloc": malloc_setting(), "kernels": kernels.status(device=dev), "threads": torch.get_num_threads(), "batch": batch, "hidden": hidden,
-            "heads": heads, "dtype": str(torch_dtype).removeprefix("torch."), "memory_method": method, "warmup": warmup,
+    meta = {"device": dev.type, **environment(dev), "torch_version": torch.__version__,
+            "threads": torch.get_num_threads(), "batch": batch, "hidden": hidden, "heads": heads, "dtype": str(torch_dtype).removeprefix("torch."), "memory_method": method, "warmup": warmup,
             "repeats": repeats, "min_time_s": min_time, "seed": seed}
     rows, total = [], len(names) * len(lengths)
     for n in lengths:

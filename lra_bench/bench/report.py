@@ -29,7 +29,7 @@ def header(df: pd.DataFrame) -> str:
     return (f"attention benchmark | {m['device']} ({m['hardware']}) | torch {m['torch_version']} | "
             f"threads {m['threads']} | batch {m['batch']} hidden {m['hidden']} heads {m['heads']} {m['dtype']} | "
             f"median of {m['repeats']} after {m['warmup']} warmup | malloc {m['malloc']} | "
-            f"kernels {m.get('kernels', 'n/a')} | "
+            f"kernels {m['kernels']} | "
             f"memory: {m['memory_method']} ({MEMORY_NOTES.get(m['memory_method'], '')})")
 
 

@@ -42,7 +42,6 @@ from typing import Callable, Iterable, Optional, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lra_bench import kernels
 from lra_bench.cli import CONF_DIR, available, check_overrides
 from lra_bench.config import attn_kwargs, register_configs, split_task, validate
 from lra_bench.data.cache import digest
@@ -51,7 +50,7 @@ from lra_bench.errors import ConfigError
 from lra_bench.models import build_model
 from lra_bench.train import precision as amp_mode
 from lra_bench.train.step import make_optimizer, train_step
-from lra_bench.train.metrics import (free_memory, hardware, is_out_of_memory, malloc_setting, peak_memory_bytes,
+from lra_bench.train.metrics import (environment, free_memory, hardware, is_out_of_memory, peak_memory_bytes,
                                      reset_peak_memory)
 from lra_bench.train.record import git_commit, write_record
 from lra_bench.train.distributed import pick_device
@@ -278,8 +277,7 @@ def run_one(p: Planned, device: torch.device, steps: int, warmup: int, commit: O
               "batch_size": cfg.trainer.batch_size, "steps": steps, "warmup": warmup, "timed_s": None,
               "steps_per_s": None, "examples_per_s": None, "tokens_per_s": None, "final_loss": None,
               "peak_memory_bytes": None, "peak_memory_kind": None, "num_params": None, "device": str(device),
-              "hardware": hardware(device), "malloc": malloc_setting(),
-              "kernels": kernels.status(device=device), "threads": torch.get_num_threads(),
+              **environment(device), "threads": torch.get_num_threads(),
               "torch_version": torch.__version__, "git_commit": commit,
               "config": OmegaConf.to_container(cfg, resolve=True), "started_at": _now(),
               **dict.fromkeys(TRAIN_ONLY), "history": []}

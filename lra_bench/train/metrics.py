@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from lra_bench import kernels
+
 
 def reset_process_peak() -> bool:
     """Reset the process's peak resident set size (Linux: write 5 to /proc/self/clear_refs);
@@ -65,6 +67,13 @@ def malloc_setting() -> str:
         f"{k}={v}" for k, v in os.environ.items() if k.startswith("MALLOC_")) + (
         [f"LD_PRELOAD={' '.join(preload)}"] if preload else [])
     return " ".join(parts) or "default"
+
+
+def environment(device: torch.device) -> dict:
+    """What timings depend on besides the config, as records and benchmark rows name it:
+    `hardware`, `malloc` (the allocator's tuning) and `kernels` (the Hadamard transform's
+    implementation, `lra_bench.kernels.status`)."""
+    return {"hardware": hardware(device), "malloc": malloc_setting(), "kernels": kernels.status(device=device)}
 
 
 def hardware(device: torch.device) -> str:

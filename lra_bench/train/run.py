@@ -19,7 +19,6 @@ import torch
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
-from lra_bench import kernels
 from lra_bench.config import attn_kwargs, split_task, validate
 from lra_bench.data.cache import digest
 from lra_bench.errors import ConfigError, DataError
@@ -31,7 +30,7 @@ from lra_bench.train.logger import NullLogger, make_logger
 from lra_bench.train.loop import Diverged, train
 from lra_bench.train.preempt import EXIT_RESUMABLE, Preempted
 from lra_bench.train.step import OutOfMemory
-from lra_bench.train.metrics import free_memory, hardware, is_out_of_memory, malloc_setting
+from lra_bench.train.metrics import environment, free_memory, is_out_of_memory
 from lra_bench.train.record import NOT_IDENTITY, config_without, git_commit, write_record
 
 log = logging.getLogger(__name__)
@@ -129,8 +128,7 @@ def run(cfg: DictConfig) -> dict:
     record = {"run_id": rid, "kind": "train", "task": task, "attn": attn, "seed": seed, "num_params": num_params,
               "seq_len": data.spec.max_length, "batch_size": cfg.trainer.batch_size,
               "majority_test_accuracy": float(np.mean(np.asarray(data.test.labels) == majority)),
-              "device": str(device), "hardware": hardware(device), "malloc": malloc_setting(),
-              "kernels": kernels.status(device=device), "torch_version": torch.__version__,
+              "device": str(device), **environment(device), "torch_version": torch.__version__,
               "git_commit": git_commit(), "config": resolved, "data": data.info,
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "error": None}
     lock = _lock_run(ckpt_dir, rid) if ranks.is_main else None
