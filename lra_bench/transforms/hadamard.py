@@ -133,15 +133,19 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 def _compiled(fn: Any, x: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The compiled transform of x into `out` (a layout of `row_layout`, or x itself) or a new tensor."""
-    src = x if row_layout(x) is not None else x.contiguous()
-    dst = out if out is not None and row_layout(out) is not None else torch.empty(x.shape, dtype=x.dtype)
+    src, src_layout = x, row_layout(x)
+    dst, dst_layout = out, None if out is None else row_layout(out)
+    if dst_layout is None:
+        dst = torch.empty(x.shape, dtype=x.dtype)
+        dst_layout = row_layout(dst)
     if x.numel():
-        layouts = _common_layout(row_layout(src), row_layout(dst))
+        layouts = None if src_layout is None else _common_layout(src_layout, dst_layout)
         same = src.data_ptr() == dst.data_ptr() and src.stride() == dst.stride()
         if layouts is None or (not same and _overlap(src, dst)):
-            # layouts split differently, or memory shared other than row for row: read a copy
+            # a layout the kernel cannot take, layouts split differently, or memory shared
+            # other than row for row: read a contiguous copy
             src = src.clone(memory_format=torch.contiguous_format)
-            layouts = _common_layout(row_layout(src), row_layout(dst))
+            layouts = _common_layout(row_layout(src), dst_layout)
         (outer, inner, s_outer, s_row), (_, _, d_outer, d_row) = layouts
         fn(src.data_ptr(), dst.data_ptr(), outer, inner, x.shape[-1], s_outer, s_row, d_outer, d_row,
            torch.get_num_threads())
