@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -39,3 +40,17 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def run_command(main: Callable[[], int]) -> int:
+    """`main()`'s exit status; when the reader of stdout goes away first (`... | head`), exit
+    status 1 without a traceback, as `cat` and `grep` stop. Python's own advice: point stdout
+    at /dev/null, so the interpreter's final flush does not raise again."""
+    try:
+        status = main()
+        sys.stdout.flush()  # inside the try: a pipe's buffered output is written here, not at exit
+        return status
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

@@ -1,6 +1,7 @@
 """`python -m lra_bench.bench attention`: rows, ratios, errors as rows, CSV, one-line CLI errors."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,22 @@ def test_cli_prints_table_and_writes_csv(tmp_path, monkeypatch):
     assert set(df.kernels) == {kernels.status()} and f"| kernels {kernels.status()} |" in lines[0]
     assert out.with_suffix(".txt").read_text().splitlines() == lines[:4]  # the printed table, beside the CSV
     assert lines[4] == f"wrote {out} and {out.with_suffix('.txt')} (the table above)"
+
+
+def test_cli_with_stdout_closed_writes_its_files_and_no_traceback(tmp_path):
+    """`... | head` that stops reading: the measurements are on disk, and no traceback."""
+    out = tmp_path / "a.csv"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is printed
+    try:
+        r = subprocess.run([sys.executable, "-m", "lra_bench.bench", "attention", "--attn", "fnet", "--lengths", "16",
+                            "--hidden", "16", "--heads", "2", "--repeats", "1", "--warmup", "0", "--out", str(out)],
+                           cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and "BrokenPipeError" not in r.stderr
+    assert len(pd.read_csv(out)) == 2 and out.with_suffix(".txt").exists()
 
 
 def test_cli_unknown_name_is_one_line_exit_2_and_writes_nothing(tmp_path):

@@ -129,10 +129,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except LRABenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    write_csv(df, out)  # before printing: a closed stdout (`| head`) must not cost the measurements
+    write_table(df, txt)
     print(header(df))
     print(table(df))
-    write_csv(df, out)
-    write_table(df, txt)
     print(f"wrote {out} and {txt} (the table above)")
     return 0
 
@@ -169,4 +169,6 @@ def _steps(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from lra_bench.io import run_command
+
+    sys.exit(run_command(main))
