@@ -25,7 +25,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from lra_bench.transforms.cosine import _makhoul, cached, dct, dst, idct, idst
-from lra_bench.transforms.hadamard import hadamard, next_pow2
+from lra_bench.transforms.hadamard import hadamard, is_pow2, next_pow2
 
 
 def makhoul_perm(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,8 +176,9 @@ class CosineHadamard:
     coefficients of the reordered signal are the usual ones permuted, which elementwise
     products and sums over channels do not see, and the inverse gives back the reordered
     signal, which the layer reorders anyway. A Hadamard row's n coefficients sit in the
-    first n of its packed slots (n + 2 for n > 1); the rest are zero. Separate groups would project, reorder and mix twice: at n = 4096
-    (batch 2, hidden 256) they cost about 0.04-0.05x of the projections' time more.
+    first n of its packed slots (n + 2 for n > 1); the rest are zero. Separate groups would
+    project, reorder and mix twice: at n = 4096 (batch 2, hidden 256) they cost about
+    0.04-0.05x of the projections' time more.
     """
 
     makhoul_order = True
@@ -190,7 +191,7 @@ class CosineHadamard:
         self._hadamard_runs = _runs([k == "hadamard" for k in self.kinds])
 
     def length(self, n: int) -> int:
-        if n & (n - 1):
+        if not is_pow2(n):
             raise ValueError(f"CosineHadamard needs a power-of-two length, got {n}")
         return n
 
