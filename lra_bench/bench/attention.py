@@ -211,7 +211,8 @@ def bench_attention(attn_names: Iterable[str], lengths: Sequence[int], batch: in
         raise ConfigError("memory method cuda_allocator needs a CUDA device")
 
     meta = {"device": dev.type, **environment(dev), "torch_version": torch.__version__,
-            "threads": torch.get_num_threads(), "batch": batch, "hidden": hidden, "heads": heads, "dtype": str(torch_dtype).removeprefix("torch."), "memory_method": method, "warmup": warmup,
+            "threads": torch.get_num_threads(), "batch": batch, "hidden": hidden, "heads": heads,
+            "dtype": str(torch_dtype).removeprefix("torch."), "memory_method": method, "warmup": warmup,
             "repeats": repeats, "min_time_s": min_time, "seed": seed}
     rows, total = [], len(names) * len(lengths)
     for n in lengths:

@@ -11,7 +11,8 @@ from lra_bench.io import atomic_write
 TABLE_COLUMNS = ["attn", "n", "fwd_ms", "fwdbwd_ms", "peak_mib", "vs_softmax", "vs_proj", "vs_proj_paired",
                  "growth_paired"]
 META_COLUMNS = ["device", "hardware", "torch_version", "threads", "batch", "hidden", "heads", "dtype", "malloc",
-                "kernels", "status", "memory_method", "warmup", "repeats", "min_time_s", "fwd_runs", "fwdbwd_runs", "seed"]
+                "kernels", "status", "memory_method", "warmup", "repeats", "min_time_s", "fwd_runs", "fwdbwd_runs",
+                "seed"]
 CSV_COLUMNS = TABLE_COLUMNS + META_COLUMNS
 MEMORY_NOTES = {
     "cuda_allocator": "CUDA max_memory_allocated above the step's start",

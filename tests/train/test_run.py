@@ -17,7 +17,8 @@ from lra_bench.train.run import run
 
 RECORD_KEYS = {"task", "attn", "seed", "run_id", "status", "best_val_accuracy", "best_step", "test_accuracy",
                "steps", "examples_per_s", "tokens_per_s", "peak_memory_bytes", "num_params", "wall_time_s",
-               "hardware", "torch_version", "malloc", "kernels", "git_commit", "config", "history", "majority_test_accuracy"}
+               "hardware", "torch_version", "malloc", "kernels", "git_commit", "config", "history",
+               "majority_test_accuracy"}
 
 
 @pytest.mark.parametrize("attn", ["softmax", "fnet", "dct", "hadamard", "mixed_spectral"])
