@@ -159,27 +159,32 @@ CORE_CASES = [(kind, n, norm) for kind, n in [("dct", 8), ("dct", 7), ("dst", 6)
               for norm in (True, False) if not (kind == "fft" and norm)]  # Fourier heads are never normalised
 
 
-@pytest.mark.parametrize("kind,n,normalize", CORE_CASES)
-@pytest.mark.parametrize("masked", [False, True])
-def test_fused_core_gradients_are_exact(kind, n, normalize, masked):
+def assert_core_gradients_exact(b, n: int, heads: int, normalize: bool, mask_from=None) -> None:
+    """gradcheck of the core with basis b at length n (float64, heads of 3 channels over 5
+    inputs), sequence 1 padded from position `mask_from` when given."""
     torch.manual_seed(0)
-    heads, dh, d = 2, 3, 5
+    dh, d = 3, 5
     x = torch.randn(B, n, d, dtype=torch.float64, requires_grad=True)
     ws = [torch.randn(heads * dh, d, dtype=torch.float64, requires_grad=True) for _ in range(3)]
     bs = [torch.randn(heads * dh, dtype=torch.float64, requires_grad=True) for _ in range(3)]
     scale = (torch.rand(heads, dh, dtype=torch.float64) + 0.5).requires_grad_(True)
-    b = basis(kind)
     perms = makhoul_perm(n, x.device) if b.makhoul_order else None
     mask = None
-    if masked:
+    if mask_from is not None:
         mask = torch.ones(B, n, dtype=torch.bool)
-        mask[1, n // 2:] = False
+        mask[1, mask_from:] = False
 
     def f(x, wq, wk, wv, bq, bk, bv, s):
         return spectral_core(x, (wq, bq), (wk, bk), (wv, bv), s, mask, b, perms, normalize)
 
     with retain_spectra():
         assert torch.autograd.gradcheck(f, (x, *ws, *bs, scale), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind,n,normalize", CORE_CASES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_core_gradients_are_exact(kind, n, normalize, masked):
+    assert_core_gradients_exact(basis(kind), n, 2, normalize, n // 2 if masked else None)
 
 
 @pytest.mark.parametrize("kinds", [("dct", "hadamard"), ("hadamard", "dst"), ("dst", "hadamard", "dct")],
@@ -189,24 +194,8 @@ def test_fused_core_gradients_are_exact(kind, n, normalize, masked):
 def test_cosine_hadamard_core_gradients_are_exact(kinds, normalize, masked):
     """The merged basis of the mixed layers at power-of-two lengths: DCT, DST and Hadamard
     heads in any order, one core call."""
-    torch.manual_seed(0)
-    n, dh, d = 8, 3, 5
-    heads = len(kinds)
-    x = torch.randn(B, n, d, dtype=torch.float64, requires_grad=True)
-    ws = [torch.randn(heads * dh, d, dtype=torch.float64, requires_grad=True) for _ in range(3)]
-    bs = [torch.randn(heads * dh, dtype=torch.float64, requires_grad=True) for _ in range(3)]
-    scale = (torch.rand(heads, dh, dtype=torch.float64) + 0.5).requires_grad_(True)
-    mask = None
-    if masked:
-        mask = torch.ones(B, n, dtype=torch.bool)
-        mask[1, 5:] = False
-    b, perms = CosineHadamard(kinds), makhoul_perm(n, x.device)
-
-    def f(x, wq, wk, wv, bq, bk, bv, s):
-        return spectral_core(x, (wq, bq), (wk, bk), (wv, bv), s, mask, b, perms, normalize)
-
-    with retain_spectra():
-        assert torch.autograd.gradcheck(f, (x, *ws, *bs, scale), eps=1e-6, atol=1e-6)
+    b = CosineHadamard(kinds)
+    assert_core_gradients_exact(b, 8, len(kinds), normalize, 5 if masked else None)
     with pytest.raises(ValueError, match="power-of-two length, got 6"):
         b.length(6)
 
