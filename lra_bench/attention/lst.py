@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from lra_bench.attention import lst_tokens
 from lra_bench.attention.lst_core import batched, gather_tokens, spectral_core, sum_of_products
 from lra_bench.transforms.cosine import DCT_TYPES
 from lra_bench.transforms.hadamard import is_pow2
@@ -221,6 +222,9 @@ class LSTAttention(nn.Module):
         self._pow2_groups = pow2_groups(self._groups, len(kinds), self.head_dim)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, return_attention: bool = False):
+        if lst_tokens.applies(self, x):  # DCT-II/DST-II heads on CPU: transform the tokens once
+            out = self.dropout(lst_tokens.token_lst(self, x, mask))
+            return (out, None) if return_attention else out
         scale = self.scale[:, 0]  # (H, Dh)
 
         def run(g: HeadGroup, x: torch.Tensor, proj: list, perms: Optional[tuple], m: Optional[torch.Tensor],

@@ -1,11 +1,17 @@
 """Compiled CPU kernels, built on first use.
 
-Each kernel is one C file here (plain C with POSIX threads, no torch headers, so it builds
-in about a second), compiled with the system's C compiler ($CC, else `cc`, `gcc` or
-`clang`) for this CPU (`-O3 -march=native`, else `-O3` where the compiler refuses) into
+Each kernel is one C file here (plain C with POSIX threads or OpenMP, no torch headers, so
+it builds in about a second), compiled with the system's C compiler ($CC, else `cc`, `gcc`
+or `clang`) for this CPU (`-O3 -march=native`, else `-O3` where the compiler refuses) into
 `<cache>/kernels/` (the cache directory of README.md, "Caches"), under a name that keys the
 source, compiler, flags and CPU, so machines sharing a home directory do not share builds.
 A build is written aside and renamed into place whole: concurrent runs are safe.
+
+- `hadamard.c`: the Walsh-Hadamard transform of contiguous rows (`transforms.hadamard`).
+- `dct_tokens.c`: DCT-II and its inverse along the token axis of token-major activations,
+  the LST layers' fast path for DCT and DST heads (`transforms.cosine_tokens`). Built with
+  OpenMP where the compiler has it: in a torch process the runtime is torch's own libgomp,
+  so the kernel runs on torch's worker threads rather than competing with them.
 
 Where a kernel cannot be built (no compiler, say), callers fall back to torch operations,
 which give the same results more slowly, and one warning says so. `LRA_BENCH_KERNELS=0`
@@ -28,6 +34,10 @@ from typing import Optional
 ENV_SWITCH = "LRA_BENCH_KERNELS"
 FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # tried in turn
 COMMON_FLAGS = ("-fPIC", "-shared", "-pthread")
+# Per kernel, flags tried with each flag set first, then without (the kernel still builds,
+# and runs on one thread, where the compiler has no OpenMP).
+EXTRA_FLAGS = {"dct_tokens": ("-fopenmp",)}
+KERNELS = ("hadamard", "dct_tokens")  # every kernel, as `status()` reports them
 HERE = Path(__file__).parent
 
 _lock = threading.Lock()
@@ -60,9 +70,15 @@ def _cpu() -> str:
         return platform.processor()
 
 
+def flag_sets(name: str) -> list[tuple[str, ...]]:
+    """The flag sets to try for kernel `name`, in order."""
+    extra = EXTRA_FLAGS.get(name, ())
+    return [flags + extra for flags in FLAG_SETS] + ([*FLAG_SETS] if extra else [])
+
+
 def _key(name: str, cc: str) -> str:
     h = hashlib.sha256((HERE / f"{name}.c").read_bytes())
-    for part in (cc, repr(FLAG_SETS), repr(COMMON_FLAGS), platform.machine(), platform.system(), _cpu()):
+    for part in (cc, repr(flag_sets(name)), repr(COMMON_FLAGS), platform.machine(), platform.system(), _cpu()):
         h.update(part.encode())
     return h.hexdigest()[:16]
 
@@ -79,7 +95,7 @@ def _build(name: str) -> Path:
     os.close(fd)
     errors = []
     try:
-        for flags in FLAG_SETS:
+        for flags in flag_sets(name):
             done = subprocess.run([cc, *flags, *COMMON_FLAGS, "-o", tmp, str(HERE / f"{name}.c"), "-lm"],
                                   capture_output=True, text=True)
             if done.returncode == 0:
@@ -110,15 +126,21 @@ def load(name: str) -> Optional[ctypes.CDLL]:
         return _loaded[name]
 
 
-def status(name: str = "hadamard", device: Optional[object] = None) -> str:
-    """'compiled' when kernel `name` is built and used on CPU, else 'torch (<why>)' (what
-    records log; for a non-CPU `device`, 'unused on <type>')."""
+def status(name: Optional[str] = None, device: Optional[object] = None) -> str:
+    """'compiled' when every kernel (or kernel `name`) is built and used on CPU, else
+    'torch (<why>)' (what records log; for a non-CPU `device`, 'unused on <type>')."""
     kind = getattr(device, "type", device)
     if kind is not None and str(kind) != "cpu":
         return f"unused on {kind}"
     if not enabled():
         return f"torch ({ENV_SWITCH}=0)"
-    return "compiled" if load(name) is not None else f"torch ({_why.get(name)})"
+    names = KERNELS if name is None else (name,)
+    missing = [k for k in names if load(k) is None]
+    if not missing:
+        return "compiled"
+    if name is not None:
+        return f"torch ({_why.get(name)})"
+    return "torch (" + "; ".join(f"{k}: {_why.get(k)}" for k in missing) + ")"
 
 
 def _reset() -> None:

@@ -114,7 +114,8 @@ def test_without_a_compiler_the_torch_path_runs_after_one_warning(fresh_kernels,
         warnings.simplefilter("error")  # once only
         torch.testing.assert_close(hadamard(x), y)
     torch.testing.assert_close(y, torch_path(had._factored, x))
-    assert kernels.status().startswith("torch (")
+    with pytest.warns(RuntimeWarning, match="compiled dct_tokens kernel is unavailable"):  # its own warning, once
+        assert kernels.status().startswith("torch (")
     assert not (tmp_path / "cache" / "kernels").exists() or not any((tmp_path / "cache" / "kernels").iterdir())
 
 
@@ -132,6 +133,30 @@ def test_the_switch_turns_the_kernels_off(fresh_kernels, monkeypatch):
     monkeypatch.setenv(kernels.ENV_SWITCH, "0")
     assert kernels.load("hadamard") is None and had._kernel(torch.zeros(8)) is None
     assert kernels.status() == "torch (LRA_BENCH_KERNELS=0)"
+
+
+@needs_compiler
+def test_a_kernel_whose_extra_flags_fail_builds_without_them(fresh_kernels, tmp_path, monkeypatch):
+    """dct_tokens asks for OpenMP; a compiler without it still builds the kernel (one thread)."""
+    from lra_bench.transforms.cosine_tokens import dct2_tokens
+
+    x = torch.randn(2, 12, 34)
+    want = dct2_tokens(x)
+    kernels._reset()
+    monkeypatch.setitem(kernels.EXTRA_FLAGS, "dct_tokens", ("-fno-such-option-anywhere",))
+    assert kernels.flag_sets("dct_tokens")[-1] == kernels.FLAG_SETS[-1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: the build succeeded
+        assert kernels.status("dct_tokens") == "compiled"
+    assert torch.equal(dct2_tokens(x), want)
+    assert len(list((tmp_path / "cache" / "kernels").glob("dct_tokens-*.so"))) == 2  # its own key
+
+
+def test_status_names_each_kernel_that_is_missing(fresh_kernels, tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.warns(RuntimeWarning):
+        status = kernels.status()
+    assert status.startswith("torch (hadamard: FileNotFoundError") and "; dct_tokens: FileNotFoundError" in status
 
 
 def _step(module, x, mask):

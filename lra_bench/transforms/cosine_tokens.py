@@ -1,0 +1,138 @@
+"""Orthonormal DCT-II (and DST-II) along the token axis of token-major activations, by the
+compiled kernel `lra_bench/kernels/dct_tokens.c`: `dct2_tokens` maps (B, n, D) tokens to
+(n, B, D) coefficients and `dct3_tokens` back. The LST layers' fast path
+(`lra_bench.attention.lst_tokens`) uses them to transform a layer's D input channels once
+and project the spectra, rather than transform 3 x D projected channels.
+
+Coefficients are in the usual order k = 0..n-1 and equal `scipy.fft.dct(x, axis=1,
+norm="ortho")`. With `sine`, the DST-II convention of `spectral.FastDCT2(sine=True)`: the
+DCT-II of the input times (-1)^t, which is the DST-II read in reverse (elementwise products
+of coefficients do not see the order). `dct3_tokens` is the inverse and the transpose of
+`dct2_tokens` for either.
+
+The kernel handles lengths n = 2^a 3^b 5^c (`supported`), an even number of channels, and
+float32 or float64 on CPU; callers check `available` and otherwise use the torch path.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+from typing import Any, Optional
+
+import torch
+
+from lra_bench import kernels
+from lra_bench.transforms.cosine import _makhoul, cached
+
+RADICES = (4, 2, 3, 5)  # the kernel's FFT radices, in the order its stages use them
+_ENTRY = {torch.float32: "dct_tokens_f32", torch.float64: "dct_tokens_f64"}
+
+
+def radices(n: int) -> Optional[list[int]]:
+    """The FFT stages' radices for length n (4s first), or None when n has another prime factor."""
+    if n < 1:
+        return None
+    stages = []
+    for r in RADICES:
+        while n % r == 0:
+            stages.append(r)
+            n //= r
+    return stages if n == 1 else None
+
+
+def supported(n: int) -> bool:
+    return radices(n) is not None
+
+
+def _kernel(dtype: torch.dtype) -> Optional[Any]:
+    lib = kernels.load("dct_tokens") if dtype in _ENTRY else None
+    if lib is None:
+        return None
+    fn = getattr(lib, _ENTRY[dtype])
+    if fn.argtypes is None:
+        p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+        fn.argtypes = (long, i, p, p, p, p, long, long, p, long, long, long, long, p, p, p, p, i, i, i)
+        fn.restype = ctypes.c_int
+    return fn
+
+
+def available(x: torch.Tensor) -> bool:
+    """Whether `dct2_tokens(x)` can run: x (B, n, D) on CPU in float32 or float64, D even, n
+    supported, and the kernel built."""
+    return (x.device.type == "cpu" and x.dim() == 3 and x.shape[2] % 2 == 0 and supported(x.shape[1])
+            and _kernel(x.dtype) is not None)
+
+
+@cached
+def _plan(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """(radices int32, stage twiddles, DCT twiddles, Makhoul order int64) for length n."""
+    stages = radices(n)
+    tw, ns = [], 1
+    for r in stages:
+        j = torch.arange(ns, dtype=torch.float64).unsqueeze(1)
+        angle = -2 * math.pi * j * torch.arange(1, r, dtype=torch.float64) / (ns * r)  # (ns, r - 1)
+        tw.append(torch.stack([angle.cos(), angle.sin()], -1).reshape(-1))
+        ns *= r
+    k = torch.arange(n // 2 + 1, dtype=torch.float64)
+    s = torch.full_like(k, math.sqrt(2.0 / n))
+    s[0] = math.sqrt(1.0 / n)
+    angle = math.pi * k / (2 * n)
+    dct_tw = torch.cat([torch.stack([s * angle.cos() / 2, s * angle.sin() / 2], -1).reshape(-1),
+                        torch.stack([angle.cos() / (s * n), angle.sin() / (s * n)], -1).reshape(-1)])
+    perm = _makhoul(n, torch.device("cpu"), torch.float32)[0].contiguous()
+    twiddles = torch.cat(tw) if tw else torch.zeros(1, dtype=torch.float64)
+    return torch.tensor(stages or [1], dtype=torch.int32), twiddles.to(dtype), dct_tw.to(dtype), perm
+
+
+def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
+    return None if t is None else t.data_ptr()
+
+
+def _call(x: torch.Tensor, out: torch.Tensor, n: int, batch: int, src: tuple, dst: tuple, weight, bias, colsum,
+          sine: bool, inverse: bool) -> None:
+    fn = _kernel(x.dtype)
+    if fn is None:
+        raise RuntimeError("the compiled dct_tokens kernel is unavailable; check dct_tokens.available() first")
+    radix, tw, dct_tw, perm = _plan(n, x.device, x.dtype)
+    stages = 0 if n == 1 else radix.numel()
+    rc = fn(n, stages, radix.data_ptr(), tw.data_ptr(), dct_tw.data_ptr(), x.data_ptr(), *src, out.data_ptr(), *dst,
+            batch, x.shape[-1], perm.data_ptr(), _ptr(weight), _ptr(bias), _ptr(colsum), int(sine), int(inverse),
+            torch.get_num_threads())
+    if rc != 0:
+        raise RuntimeError(f"dct_tokens kernel failed (code {rc}: 1 = out of memory, 2 = bad shape)")
+
+
+def _checked(t: Optional[torch.Tensor], like: torch.Tensor, shape: tuple, what: str) -> Optional[torch.Tensor]:
+    if t is None:
+        return None
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{what} has shape {tuple(t.shape)}, expected {shape}")
+    return t.to(like.dtype).contiguous()
+
+
+def dct2_tokens(x: torch.Tensor, weight: Optional[torch.Tensor] = None, sine: bool = False,
+                column_sums: bool = False):
+    """x (B, n, D), channels contiguous -> orthonormal DCT-II along n, (n, B, D), of
+    weight * x (weight: (B, n) or None). With `column_sums`, also sum_t weight * x, (B, D)."""
+    batch, n, d = x.shape
+    if x.stride(2) != 1:
+        x = x.contiguous()
+    out = x.new_empty((n, batch, d))
+    w = _checked(weight, x, (batch, n), "weight")
+    sums = x.new_empty((batch, d)) if column_sums else None
+    _call(x, out, n, batch, (x.stride(0), x.stride(1)), (out.stride(0), out.stride(1)), w, None, sums, sine, False)
+    return (out, sums) if column_sums else out
+
+
+def dct3_tokens(c: torch.Tensor, weight: Optional[torch.Tensor] = None, bias: Optional[torch.Tensor] = None,
+                sine: bool = False) -> torch.Tensor:
+    """c (n, B, D) coefficients -> weight * (DCT-III along n + bias), (B, n, D): the inverse
+    (and transpose) of `dct2_tokens` (weight (B, n), bias (D,), each optional)."""
+    n, batch, d = c.shape
+    if c.stride(2) != 1:
+        c = c.contiguous()
+    out = c.new_empty((batch, n, d))
+    w = _checked(weight, c, (batch, n), "weight")
+    b = _checked(bias, c, (d,), "bias")
+    _call(c, out, n, batch, (c.stride(0), c.stride(1)), (out.stride(0), out.stride(1)), w, b, None, sine, True)
+    return out
