@@ -36,7 +36,7 @@ FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # tried in turn
 COMMON_FLAGS = ("-fPIC", "-shared", "-pthread")
 # Per kernel, flags tried with each flag set first, then without (the kernel still builds,
 # and runs on one thread, where the compiler has no OpenMP).
-EXTRA_FLAGS = {"dct_tokens": ("-fopenmp",)}
+EXTRA_FLAGS = {"dct_tokens": ("-fopenmp",), "hadamard": ("-fopenmp",)}
 KERNELS = ("hadamard", "dct_tokens")  # every kernel, as `status()` reports them
 HERE = Path(__file__).parent
 

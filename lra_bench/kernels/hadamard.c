@@ -1,5 +1,6 @@
 /* Orthonormal fast Walsh-Hadamard transform (Sylvester order) of contiguous rows, built on
-   first use by lra_bench.kernels (plain C and POSIX threads, no torch headers).
+   first use by lra_bench.kernels (plain C with OpenMP, or POSIX threads where the compiler
+   has no OpenMP; no torch headers).
 
    A row of n = 2^k values is transformed in place in a core's L1/L2 cache, so it costs
    about one pass over memory. The first four butterfly stages (H_16 on each block of 16)
@@ -16,10 +17,15 @@
 #include <string.h>
 
 #define MAX_THREADS 256
-/* Values per thread, at least. Below this, starting threads (and competing with the OpenMP
-   workers torch leaves spinning after its own operations) costs more than it saves: in the
-   LST layers at n = 4096 on 2 cores, calls of 128-384 rows run faster on one thread. */
+/* Values per thread, at least. With POSIX threads, starting them (and competing with the
+   OpenMP workers torch leaves spinning after its own operations) costs more than it saves
+   below 2^20: in the LST layers at n = 4096 on 2 cores, calls of 128-384 rows ran faster on
+   one thread. OpenMP's threads are torch's own, already running: 2^16 is enough there. */
+#ifdef _OPENMP
+#define MIN_PER_THREAD (1L << 16)
+#else
 #define MIN_PER_THREAD (1L << 20)
+#endif
 
 #if defined(__has_builtin)
 #if __has_builtin(__builtin_shufflevector)
@@ -119,7 +125,9 @@ static void *run_range(void *p) {
 }
 
 /* outer * inner rows of n values, src -> dst; returns 1 if threads could not be started
-   (the work is then done on this thread), else 0 */
+   (the work is then done on this thread), else 0. With OpenMP the threads are the runtime's:
+   in a torch process torch's own libgomp (the same soname), whose workers are still spinning
+   from torch's last operation, so they take the work at once instead of competing with it. */
 static int run(const void *src, void *dst, long outer, long inner, long n, const long *strides, int threads,
                int dbl) {
     long rows = outer * inner;
@@ -129,13 +137,18 @@ static int run(const void *src, void *dst, long outer, long inner, long n, const
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     if (threads < 1) threads = 1;
     range ranges[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started = 0, status = 0;
     for (int i = 0; i < threads; i++) {
         range r = {src, dst, inner, n, strides[0], strides[1], strides[2], strides[3],
                    rows * i / threads, rows * (i + 1) / threads, dbl};
         ranges[i] = r;
     }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int i = 0; i < threads; i++) run_range(&ranges[i]);
+    return 0;
+#else
+    pthread_t ids[MAX_THREADS];
+    int started = 0, status = 0;
     for (int i = 1; i < threads; i++) {
         if (pthread_create(&ids[i], NULL, run_range, &ranges[i]) != 0) {
             status = 1;
@@ -147,6 +160,7 @@ static int run(const void *src, void *dst, long outer, long inner, long n, const
     run_range(&ranges[0]);
     for (int i = 1; i <= started; i++) pthread_join(ids[i], NULL);
     return status;
+#endif
 }
 
 /* strides: src outer, src row, dst outer, dst row (in values) */

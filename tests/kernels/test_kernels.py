@@ -135,21 +135,26 @@ def test_the_switch_turns_the_kernels_off(fresh_kernels, monkeypatch):
     assert kernels.status() == "torch (LRA_BENCH_KERNELS=0)"
 
 
-@needs_compiler
-def test_a_kernel_whose_extra_flags_fail_builds_without_them(fresh_kernels, tmp_path, monkeypatch):
-    """dct_tokens asks for OpenMP; a compiler without it still builds the kernel (one thread)."""
+def _dct_tokens(x):
     from lra_bench.transforms.cosine_tokens import dct2_tokens
 
-    x = torch.randn(2, 12, 34)
-    want = dct2_tokens(x)
+    return dct2_tokens(x)
+
+
+@needs_compiler
+@pytest.mark.parametrize("name,transform", [("hadamard", hadamard), ("dct_tokens", _dct_tokens)])
+def test_a_kernel_whose_extra_flags_fail_builds_without_them(name, transform, fresh_kernels, tmp_path, monkeypatch):
+    """The kernels ask for OpenMP; a compiler without it still builds them (POSIX threads, or one thread)."""
+    x = torch.randn(2, 16, 32)
+    want = transform(x)
     kernels._reset()
-    monkeypatch.setitem(kernels.EXTRA_FLAGS, "dct_tokens", ("-fno-such-option-anywhere",))
-    assert kernels.flag_sets("dct_tokens")[-1] == kernels.FLAG_SETS[-1]
+    monkeypatch.setitem(kernels.EXTRA_FLAGS, name, ("-fno-such-option-anywhere",))
+    assert kernels.flag_sets(name)[-1] == kernels.FLAG_SETS[-1]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning: the build succeeded
-        assert kernels.status("dct_tokens") == "compiled"
-    assert torch.equal(dct2_tokens(x), want)
-    assert len(list((tmp_path / "cache" / "kernels").glob("dct_tokens-*.so"))) == 2  # its own key
+        assert kernels.status(name) == "compiled"
+    assert torch.equal(transform(x), want)
+    assert len(list((tmp_path / "cache" / "kernels").glob(f"{name}-*.so"))) == 2  # its own key
 
 
 def test_status_names_each_kernel_that_is_missing(fresh_kernels, tmp_path, monkeypatch):
