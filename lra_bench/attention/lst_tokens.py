@@ -13,29 +13,84 @@ token-major data, which torch's FFTs do slowly; the compiled kernel behind
 signs, the output bias and the output mask folded into its reads and writes, so the path
 needs no token reorders or layout changes at all. The spectra are the genuine real DCT-II
 coefficients (no packed half spectrum), so the algebra is the formula's own:
-A = Q * K * scale, O = A * V (/ (sum_d |A| + eps)).
+A = Q * K * scale, O = A * V (/ (sum_d |A| + eps)). It runs in one pass each way in
+`kernels/mix_tokens.c`, which also adds the projection biases' term T(mask) b^T on the fly
+and sums their gradient, so the bias costs no pass of its own either.
 
-The saved state matches the general core's: the three spectra (whose memory the backward
-reuses for their gradients), the normaliser, and the heads' mixed spectra for the output
-projection's weight gradient. `lst_core.retain_spectra()` makes the backward copy them, for
-repeated backward passes.
+The saved state matches the general core's: the three spectra (without their bias term;
+the backward reuses their memory for their gradients), the normaliser, and the heads'
+mixed spectra for the output projection's weight gradient. `lst_core.retain_spectra()`
+makes the backward copy them, for repeated backward passes.
 
 Used by `LSTAttention` (and so `DCTAttention` with `dct_type=2`) when `applies` says so:
 one DCT-II or DST-II group of all heads, a CPU float32/float64 input with parameters of the
-same dtype, no autocast, an even hidden size, a length n = 2^a 3^b 5^c and the compiled
-kernel. Otherwise the general core runs; both give the same results to rounding.
+same dtype, no autocast, an even hidden size, a length n = 2^a 3^b 5^c and both compiled
+kernels. Otherwise the general core runs; both give the same results to rounding.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 from typing import Any, Optional
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from lra_bench import kernels
 from lra_bench.attention import lst_core
 from lra_bench.transforms import cosine_tokens
 from lra_bench.transforms.spectral import FastDCT2
+
+
+_MIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def _mix_kernel(dtype: torch.dtype, direction: str) -> Optional[Any]:
+    """The compiled mixing step (`kernels/mix_tokens.c`) for dtype, forward or backward."""
+    lib = kernels.load("mix_tokens") if dtype in _MIX else None
+    if lib is None:
+        return None
+    fn = getattr(lib, f"mix_{direction}_{_MIX[dtype]}")
+    if fn.argtypes is None:
+        p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+        real = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
+        fn.argtypes = ((p, long, long, long, p, p, p, p, real, i, i) if direction == "forward"
+                       else (p, p, p, long, long, long, p, p, p, p, i, i))
+        fn.restype = ctypes.c_int
+    return fn
+
+
+def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
+    return None if t is None else t.data_ptr()
+
+
+def _mix_forward(qkv: torch.Tensor, heads: int, head_dim: int, tm: torch.Tensor, bias: Optional[torch.Tensor],
+                 normalize: bool, eps: float):
+    """(O (rows, H * Dh), normaliser (rows, H) or None) from the spectra qkv (rows, 3 * H * Dh),
+    whose rows take tm[row] * bias on the way (tm: (rows,), the mask's coefficients)."""
+    rows = qkv.shape[0]
+    qkv, tm, bias = qkv.contiguous(), tm.contiguous(), None if bias is None else bias.contiguous()
+    o = qkv.new_empty((rows, heads * head_dim))
+    norm = qkv.new_empty((rows, heads)) if normalize else None
+    _mix_kernel(qkv.dtype, "forward")(qkv.data_ptr(), rows, heads, head_dim, tm.data_ptr(), _ptr(bias), o.data_ptr(),
+                                      _ptr(norm), eps, int(normalize), torch.get_num_threads())
+    return o, norm
+
+
+def _mix_backward(qkv: torch.Tensor, grad: torch.Tensor, norm: Optional[torch.Tensor], heads: int, head_dim: int,
+                  tm: torch.Tensor, bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """dL/d(s * Q, K, V) over qkv in place, from dL/dO `grad` (rows, H * Dh); returns the
+    biases' gradient sum_row tm[row] dL/d(row) (3 * H * Dh,) when there is a bias."""
+    if not qkv.is_contiguous():
+        raise ValueError("the spectra must be contiguous (their gradients are written in place)")
+    grad, tm, bias = grad.contiguous(), tm.contiguous(), None if bias is None else bias.contiguous()
+    threads = torch.get_num_threads()
+    partial = qkv.new_zeros((threads, qkv.shape[1])) if bias is not None else None
+    d_bias = qkv.new_empty(qkv.shape[1]) if bias is not None else None
+    _mix_kernel(qkv.dtype, "backward")(qkv.data_ptr(), grad.data_ptr(), _ptr(norm), qkv.shape[0], heads, head_dim,
+                                       tm.data_ptr(), _ptr(bias), _ptr(partial), _ptr(d_bias), int(norm is not None),
+                                       threads)
+    return d_bias
 
 
 def applies(layer: Any, x: torch.Tensor) -> bool:
@@ -50,17 +105,19 @@ def applies(layer: Any, x: torch.Tensor) -> bool:
         return False
     if any(p.dtype != x.dtype or p.device != x.device for p in layer.parameters()):
         return False
-    return cosine_tokens.available(x)
+    return cosine_tokens.available(x) and _mix_kernel(x.dtype, "forward") is not None
 
 
-def _mask_coeffs(weight: Optional[torch.Tensor], batch: int, n: int, sine: bool,
-                 like: torch.Tensor) -> Optional[torch.Tensor]:
-    """T(weight) along the sequence, (n, B): the bias's coefficients (weight None: all ones).
-    None when only k = 0 is non-zero (DCT of ones: sqrt(n)), which the callers treat apart."""
+def _mask_coeffs(weight: Optional[torch.Tensor], batch: int, n: int, sine: bool, like: torch.Tensor) -> torch.Tensor:
+    """T(weight) along the sequence, (n * B,) in the spectra's row order: the coefficients of
+    the projection biases (weight None: of ones, which for the DCT is sqrt(n) at k = 0 only)."""
     if weight is None and not sine:
-        return None
+        tm = like.new_zeros((n, batch))
+        tm[0] = math.sqrt(n)
+        return tm.view(-1)
     w = like.new_ones((batch, n)) if weight is None else weight
-    return cosine_tokens.dct2_tokens(torch.stack([w, torch.zeros_like(w)], -1), sine=sine)[..., 0]
+    coeffs = cosine_tokens.dct2_tokens(torch.stack([w, torch.zeros_like(w)], -1), sine=sine)  # (n, B, 2)
+    return coeffs[..., 0].contiguous().view(-1)
 
 
 class TokenSpectralLayer(torch.autograd.Function):
@@ -79,33 +136,20 @@ class TokenSpectralLayer(torch.autograd.Function):
         weight_eff = torch.cat([w_q * s_rows.unsqueeze(-1), w_k, w_v])  # (3G, D), queries scaled
         qkv = torch.mm(spectra.view(n * batch, d), weight_eff.t())  # (n * B, 3G)
         del spectra, weight_eff
-        tm = None
-        if b_q is not None:
-            bias = torch.cat([b_q * s_rows, b_k, b_v])
-            tm = _mask_coeffs(weight, batch, n, sine, x)
-            if tm is None:  # T(1) = sqrt(n) at k = 0: the first B rows
-                qkv[:batch].add_(bias, alpha=math.sqrt(n))
-            else:
-                qkv.view(n, batch, -1).addcmul_(tm.unsqueeze(-1), bias)
-        q, k, v = qkv.view(n, batch, 3, heads, head_dim).unbind(2)
-        o = torch.mul(q, k)  # A
-        norm = None
-        if normalize:
-            norm = o.abs().sum(-1, keepdim=True).add_(eps)  # (n, B, H, 1)
-            o.mul_(v).div_(norm)
-        else:
-            o.mul_(v)
+        bias = None if b_q is None else torch.cat([b_q * s_rows, b_k, b_v])  # enters as T(mask) bias^T
+        tm = _mask_coeffs(weight, batch, n, sine, x)
+        o, norm = _mix_forward(qkv, heads, head_dim, tm, bias, normalize, eps)  # (n * B, G), (n * B, H)
         out = torch.mm(o.view(n * batch, -1), w_o.t()).view(n, batch, -1)  # (n, B, D) spectra
         y = cosine_tokens.dct3_tokens(out, weight, b_o, sine)
-        ctx.save_for_backward(x, w_q, w_k, w_v, b_q, w_o, scale, weight)
-        ctx.spectra, ctx.norm, ctx.mixed, ctx.tm = qkv, norm, o, tm
+        ctx.save_for_backward(x, w_q, w_k, w_v, b_q, b_k, b_v, w_o, scale, weight)
+        ctx.spectra, ctx.norm, ctx.mixed, ctx.tm = qkv, norm, o, tm  # qkv: the spectra without their bias
         ctx.sine, ctx.normalize, ctx.has_out_bias = sine, normalize, b_o is not None
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor):
-        x, w_q, w_k, w_v, b_q, w_o, scale, weight = ctx.saved_tensors
+        x, w_q, w_k, w_v, b_q, b_k, b_v, w_o, scale, weight = ctx.saved_tensors
         qkv, norm, o = ctx.spectra, ctx.norm, ctx.mixed
         if qkv is None:
             raise RuntimeError("the LST layer's saved spectra were used up by an earlier backward; wrap both "
@@ -123,26 +167,11 @@ class TokenSpectralLayer(torch.autograd.Function):
         g = g.view(n * batch, d)
         d_w_o = torch.mm(g.t(), o.view(n * batch, -1)) if need[7] else None
         d_b_o = out_bias_sum.sum(0) if ctx.has_out_bias and need[8] else None
-        g_o = torch.mm(g, w_o).view(n, batch, heads, head_dim)  # dL/dO
+        g_o = torch.mm(g, w_o)  # dL/dO (n * B, G)
         del g, o, out_bias_sum
-        q, k, v = qkv.view(n, batch, 3, heads, head_dim).unbind(2)
-        t = torch.mul(q, k)  # A
-        if ctx.normalize:
-            g_o.div_(norm)
-            v.mul_(g_o)  # dL/dO * V / norm
-            g_o.mul_(t)  # dL/dV
-            g_norm = torch.mul(t, v).sum(-1, keepdim=True).div_(norm).neg_()
-            g_a = v.addcmul_(g_norm, t.sign_())  # dL/dA, in V's slot
-            del g_norm
-        else:
-            v.mul_(g_o)  # dL/dA
-            g_o.mul_(t)  # dL/dV
-            g_a = v
-        torch.mul(g_a, k, out=t)  # dL/dQ
-        torch.mul(g_a, q, out=k)  # dL/dK, in K's slot
-        q.copy_(t)
-        v.copy_(g_o)
-        del t, g_o, g_a, q, k, v
+        bias = None if b_q is None else torch.cat([b_q * s_rows, b_k, b_v])
+        d_bias = _mix_backward(qkv, g_o, norm, heads, head_dim, ctx.tm, bias)
+        del g_o
         d_qkv = qkv  # (n * B, 3G): dL/d(s * Q, K, V) spectra
         d_x = None
         if need[0]:
@@ -156,12 +185,7 @@ class TokenSpectralLayer(torch.autograd.Function):
             spectra = cosine_tokens.dct2_tokens(x, weight, sine)  # recomputed: cheaper than keeping it
             d_weff = torch.mm(d_qkv.t(), spectra.view(n * batch, d)).chunk(3)  # (G, D) each
             del spectra
-            d_beff = (None,) * 3
-            if b_q is not None:
-                if ctx.tm is None:
-                    d_beff = (d_qkv[:batch].sum(0) * math.sqrt(n)).chunk(3)
-                else:
-                    d_beff = torch.mv(d_qkv.t(), ctx.tm.reshape(-1)).chunk(3)
+            d_beff = (None,) * 3 if d_bias is None else d_bias.chunk(3)
             if need[9]:
                 d_s = (d_weff[0] * w_q).sum(1)
                 if b_q is not None:

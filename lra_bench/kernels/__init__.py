@@ -14,7 +14,8 @@ A build is written aside and renamed into place whole: concurrent runs are safe.
   so the kernel runs on torch's worker threads rather than competing with them.
 
 Where a kernel cannot be built (no compiler, say), callers fall back to torch operations,
-which give the same results more slowly, and one warning says so. `LRA_BENCH_KERNELS=0`
+which give the same results more slowly, and one warning says so (one per cause, not per
+kernel). `LRA_BENCH_KERNELS=0`
 turns the kernels off; `status()` says which path runs, and benchmark records log it.
 """
 from __future__ import annotations
@@ -36,8 +37,8 @@ FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # tried in turn
 COMMON_FLAGS = ("-fPIC", "-shared", "-pthread")
 # Per kernel, flags tried with each flag set first, then without (the kernel still builds,
 # and runs on one thread, where the compiler has no OpenMP).
-EXTRA_FLAGS = {"dct_tokens": ("-fopenmp",), "hadamard": ("-fopenmp",)}
-KERNELS = ("hadamard", "dct_tokens")  # every kernel, as `status()` reports them
+EXTRA_FLAGS = {name: ("-fopenmp",) for name in ("hadamard", "dct_tokens", "mix_tokens")}
+KERNELS = ("hadamard", "dct_tokens", "mix_tokens")  # every kernel, as `status()` reports them
 HERE = Path(__file__).parent
 
 _lock = threading.Lock()
@@ -120,9 +121,11 @@ def load(name: str) -> Optional[ctypes.CDLL]:
                 _loaded[name] = ctypes.CDLL(str(_build(name)))
             except Exception as exc:  # no compiler, a failed build, an unwritable cache: fall back, say so once
                 _loaded[name], _why[name] = None, f"{type(exc).__name__}: {exc}"
-                warnings.warn(f"lra_bench: the compiled {name} kernel is unavailable ({_why[name]}); using torch "
-                              f"operations instead (same results, slower). Set {ENV_SWITCH}=0 to silence this.",
-                              RuntimeWarning, stacklevel=3)
+                same = [k for k, why in _why.items() if k != name and why == _why[name]]
+                if not same:  # once per cause: a missing compiler fails every kernel alike
+                    warnings.warn(f"lra_bench: the compiled {name} kernel is unavailable ({_why[name]}); using torch "
+                                  f"operations instead (same results, slower). Set {ENV_SWITCH}=0 to silence this.",
+                                  RuntimeWarning, stacklevel=3)
         return _loaded[name]
 
 

@@ -44,8 +44,10 @@ typedef struct {
     long n;
     int nst;           /* FFT stages */
     const int *radix;  /* radix of each stage */
-    const void *tw;    /* per stage, for j < (product of earlier radices), r = 1..R-1: cos, sin of -2 pi r j / (Ns R) */
-    const void *dtw;   /* k <= n/2: forward (s_k cos(pi k / 2n) / 2, s_k sin / 2), then inverse (cos / (s_k n), sin / (s_k n)) */
+    const void *tw;    /* per stage, for j < Ns (the product of earlier radices), r = 1..R-1:
+                          cos, sin of -2 pi r j / (Ns R) */
+    const void *dtw;   /* for k <= n/2: forward (s_k cos(pi k / 2n) / 2, s_k sin / 2); then, for the
+                          inverse, (cos / (s_k n), sin / (s_k n)) */
     const void *src;
     long s0, s1;
     void *dst;

@@ -98,6 +98,36 @@ def test_token_path_gradients_are_exact(kind, masked, normalize):
         assert torch.autograd.gradcheck(layer, (x, *weights, *biases, w_o, b_o, scale))
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_compiled_mixing_equals_the_formula_and_its_autograd(normalize, with_bias):
+    """kernels/mix_tokens.c: O = A V (/ (sum |A| + eps)) with A = Q K, per head, the rows'
+    bias tm[row] * bias added on the fly; the backward's gradients in place and the bias's."""
+    g = torch.Generator().manual_seed(1)
+    rows, heads, dh = 37, 3, 5
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    qkv, tm, grad = rand(rows, 3 * heads * dh), rand(rows), rand(rows, heads * dh)
+    tm[::4] = 0  # rows without a bias term take the fast way
+    bias = rand(3 * heads * dh).requires_grad_(True) if with_bias else None
+    spectra = qkv.clone().requires_grad_(True)
+    full = spectra + (tm.unsqueeze(-1) * bias if with_bias else 0)
+    q, k, v = full.view(rows, 3, heads, dh).unbind(1)
+    a = q * k
+    want = a * v / (a.abs().sum(-1, keepdim=True) + 1e-6) if normalize else a * v
+    want.reshape(rows, -1).backward(grad)
+    got, norm = lst_tokens._mix_forward(qkv, heads, dh, tm, None if bias is None else bias.detach(), normalize, 1e-6)
+    torch.testing.assert_close(got, want.reshape(rows, -1).detach(), rtol=1e-12, atol=1e-12)
+    d_bias = lst_tokens._mix_backward(qkv, grad, norm, heads, dh, tm, None if bias is None else bias.detach())
+    torch.testing.assert_close(qkv, spectra.grad, rtol=1e-12, atol=1e-12)
+    if with_bias:
+        torch.testing.assert_close(d_bias, bias.grad, rtol=1e-12, atol=1e-12)
+    else:
+        assert d_bias is None
+
+
 def test_padded_positions_are_zero_and_padding_content_is_ignored():
     layer = make("dst", d=16)
     x = torch.randn(3, 20, 16)
