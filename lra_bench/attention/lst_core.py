@@ -15,7 +15,9 @@ later), and writes the signal-domain result back into that buffer. The per-chann
 multiplies Q, so it is folded into the rows of the query projection (T acts along the
 sequence, the scale along channels: T(s * q) = s * T(q)), which saves two passes over the
 spectra each way. At n = 4096 this keeps a layer's peak training memory at that of CPU
-flash attention (see results/README.md).
+flash attention (see results/README.md). On CPU the real heads' elementwise mixing, forward
+and backward, is one compiled pass (`kernels/mix_channels.c`, into the same buffers);
+elsewhere, and for the complex Fourier heads, torch operations.
 Layout: channels first within each sequence, (B, 3, H, Dh, L), so the transforms run
 along a contiguous axis and every projection (here and in the layer's `_OutProjection`) is
 one product per sequence. On CPU (MKL) these batched products run as fast as nn.Linear's
@@ -28,11 +30,14 @@ gradcheck's.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+from lra_bench import kernels
 
 _REUSE_SPECTRA = True
 
@@ -162,7 +167,12 @@ def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor],
     c = basis.coeffs(qkv, overwrite=True)  # (B, 3, H, Dh, S, P): spectra of s * q, k, v (qkv is ours)
     del qkv
     q, k, v = c.unbind(1)
-    if getattr(basis, "complex", False):  # Fourier heads: Q * conj(K) * V (never normalised)
+    compiled = None if getattr(basis, "complex", False) else _compiled_mix_forward(c, normalize, eps)
+    if compiled is not None:  # one pass, on CPU
+        o, norm = compiled
+        if normalize:
+            ctx.norm = norm
+    elif getattr(basis, "complex", False):  # Fourier heads: Q * conj(K) * V (never normalised)
         o = torch.mul(q, k.conj()).mul_(v)
     elif normalize:
         o = torch.mul(q, k)  # A
@@ -174,6 +184,47 @@ def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor],
     out = basis.signal(o, n).flatten(1, 2)
     ctx.spectra = c  # an intermediate, on ctx so that the backward may reuse its memory
     return out
+
+
+_MIX = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.c_double)}
+
+
+def _mix_kernel(c: torch.Tensor, direction: str) -> Optional[Any]:
+    """The compiled mixing step (`kernels/mix_channels.c`) for the real spectra c, forward or
+    backward, where it applies (CPU, float32/float64, contiguous), else None."""
+    if c.device.type != "cpu" or c.dtype not in _MIX or not c.is_contiguous():
+        return None
+    suffix, real = _MIX[c.dtype]
+    p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    argtypes = (p, long, long, long, long, p, p, real, i, i) if direction == "forward" else (p, p, p, p, long, long,
+                                                                                            long, long, i, i)
+    return kernels.function("mix_channels", f"mix_channels_{direction}_{suffix}", argtypes)
+
+
+def _compiled_mix_forward(c: torch.Tensor, normalize: bool, eps: float):
+    """(O (B, H, Dh, S, P), normaliser (B, H, 1, S, P) or None) by the compiled kernel, or None."""
+    fn = _mix_kernel(c, "forward")
+    if fn is None:
+        return None
+    batch, _, heads, head_dim = c.shape[:4]
+    o = c.new_empty((batch,) + c.shape[2:])
+    norm = c.new_empty((batch, heads, 1) + c.shape[4:]) if normalize else None
+    fn(c.data_ptr(), batch, heads, head_dim, c[0, 0, 0, 0].numel(), o.data_ptr(),
+       None if norm is None else norm.data_ptr(), eps, int(normalize), torch.get_num_threads())
+    return o, norm
+
+
+def _compiled_mix_backward(c: torch.Tensor, g: torch.Tensor, norm: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """dL/dQ into a new buffer (returned), dL/dK over V's slot of c and dL/dV over g, by the
+    compiled kernel; None (and nothing written) where it does not apply."""
+    fn = _mix_kernel(c, "backward")
+    if fn is None or not g.is_contiguous() or g.dtype != c.dtype:
+        return None
+    batch, _, heads, head_dim = c.shape[:4]
+    t = torch.empty_like(g)
+    fn(c.data_ptr(), g.data_ptr(), t.data_ptr(), None if norm is None else norm.contiguous().data_ptr(), batch,
+       heads, head_dim, c[0, 0, 0, 0].numel(), int(norm is not None), torch.get_num_threads())
+    return t
 
 
 def _backward(ctx: Any, grad: torch.Tensor):
@@ -203,11 +254,34 @@ def _backward(ctx: Any, grad: torch.Tensor):
         basis.grad_signal(t.copy_(q), n, out=d_qkv[:, 1])
         basis.grad_signal(g, n, out=d_qkv[:, 0])
         return _projection_backward(ctx, d_qkv)
+    norm = ctx.norm if ctx.normalize else None  # (B, H, 1, S, P), from the forward (read only here)
+    if _REUSE_SPECTRA:
+        ctx.norm = None
+    t = _compiled_mix_backward(c, g, norm)  # on CPU: dL/dQ in t, dL/dK in V's slot, dL/dV in g
+    if t is not None:
+        d_q, d_k = t, v
+    else:
+        d_q, d_k = _mix_backward(q, k, v, g, norm)
+    del q, k, v
+    # Part i of d_qkv lies within slots i-1 and i (see _signal_view): part 0 overwrites Q's
+    # slot; part 1 ends before slot 2 starts, so dL/dK goes straight from slot 2 into it (one
+    # sequence at a time, where the slot is contiguous: no copy of the strided slot); part 2
+    # then overwrites what is left.
+    basis.grad_signal(d_q, n, out=d_qkv[:, 0])
+    del d_q, t
+    for b in range(c.shape[0]):
+        basis.grad_signal(d_k[b], n, out=d_qkv[b, 1])
+    basis.grad_signal(g, n, out=d_qkv[:, 2])
+    del g, d_k, c
+    return _projection_backward(ctx, d_qkv)
+
+
+def _mix_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
+                  norm: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mixing's backward by torch operations: (dL/dQ in a new buffer, dL/dK in V's slot);
+    dL/dV goes over g."""
     t = torch.mul(q, k)  # A = QK; the one scratch buffer
-    if ctx.normalize:
-        norm = ctx.norm  # (B, H, 1, S, P), from the forward (read only here)
-        if _REUSE_SPECTRA:
-            ctx.norm = None
+    if norm is not None:
         g.div_(norm)
         v.mul_(g)  # dL/dO * V / norm; V is not needed again
         g.mul_(t)  # g := dL/dV = dL/dO * A / norm
@@ -220,18 +294,7 @@ def _backward(ctx: Any, grad: torch.Tensor):
         g_a = v
     d_q = torch.mul(g_a, k, out=t)  # dL/dQ = dL/dA * K
     d_k = g_a.mul_(q)  # dL/dK = dL/dA * Q, in V's slot (slot 2)
-    del g_a, q, k, v
-    # Part i of d_qkv lies within slots i-1 and i (see _signal_view): part 0 overwrites Q's
-    # slot; part 1 ends before slot 2 starts, so dL/dK goes straight from slot 2 into it (one
-    # sequence at a time, where the slot is contiguous: no copy of the strided slot); part 2
-    # then overwrites what is left.
-    basis.grad_signal(d_q, n, out=d_qkv[:, 0])
-    del d_q, t
-    for b in range(c.shape[0]):
-        basis.grad_signal(d_k[b], n, out=d_qkv[b, 1])
-    basis.grad_signal(g, n, out=d_qkv[:, 2])
-    del g, d_k, c
-    return _projection_backward(ctx, d_qkv)
+    return d_q, d_k
 
 
 def _signal_view(c: torch.Tensor, n: int) -> torch.Tensor:

@@ -47,17 +47,13 @@ _MIX = {torch.float32: "f32", torch.float64: "f64"}
 
 def _mix_kernel(dtype: torch.dtype, direction: str) -> Optional[Any]:
     """The compiled mixing step (`kernels/mix_tokens.c`) for dtype, forward or backward."""
-    lib = kernels.load("mix_tokens") if dtype in _MIX else None
-    if lib is None:
+    if dtype not in _MIX:
         return None
-    fn = getattr(lib, f"mix_{direction}_{_MIX[dtype]}")
-    if fn.argtypes is None:
-        p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-        real = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
-        fn.argtypes = ((p, long, long, long, p, p, p, p, real, i, i) if direction == "forward"
-                       else (p, p, p, long, long, long, p, p, p, p, i, i))
-        fn.restype = ctypes.c_int
-    return fn
+    p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    real = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
+    argtypes = (p, long, long, long, p, p, p, p, real, i, i) if direction == "forward" else (p, p, p, long, long,
+                                                                                            long, p, p, p, p, i, i)
+    return kernels.function("mix_tokens", f"mix_{direction}_{_MIX[dtype]}", argtypes)
 
 
 def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:

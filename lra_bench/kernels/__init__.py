@@ -1,22 +1,27 @@
 """Compiled CPU kernels, built on first use.
 
-Each kernel is one C file here (plain C with POSIX threads or OpenMP, no torch headers, so
-it builds in about a second), compiled with the system's C compiler ($CC, else `cc`, `gcc`
-or `clang`) for this CPU (`-O3 -march=native`, else `-O3` where the compiler refuses) into
-`<cache>/kernels/` (the cache directory of README.md, "Caches"), under a name that keys the
-source, compiler, flags and CPU, so machines sharing a home directory do not share builds.
-A build is written aside and renamed into place whole: concurrent runs are safe.
+Each kernel is one C file here (plain C with OpenMP, or POSIX threads or one thread where
+the compiler has no OpenMP; no torch headers, so it builds in about a second), compiled
+with the system's C compiler ($CC, else `cc`, `gcc` or `clang`) for this CPU (`-O3
+-march=native`, else `-O3` where the compiler refuses) into `<cache>/kernels/` (the cache
+directory of README.md, "Caches"), under a name that keys the source, compiler, flags and
+CPU, so machines sharing a home directory do not share builds. A build is written aside and
+renamed into place whole: concurrent runs are safe.
 
 - `hadamard.c`: the Walsh-Hadamard transform of contiguous rows (`transforms.hadamard`).
-- `dct_tokens.c`: DCT-II and its inverse along the token axis of token-major activations,
-  the LST layers' fast path for DCT and DST heads (`transforms.cosine_tokens`). Built with
-  OpenMP where the compiler has it: in a torch process the runtime is torch's own libgomp,
-  so the kernel runs on torch's worker threads rather than competing with them.
+- `dct_tokens.c`: DCT-II and its inverse along the token axis of token-major activations
+  (`transforms.cosine_tokens`), and `mix_tokens.c`, the elementwise mixing on those
+  spectra: the LST layers' token-major path for DCT and DST heads (`attention.lst_tokens`).
+- `mix_channels.c`: the same mixing in the general LST core's layout (`attention.lst_core`).
+
+In a torch process OpenMP's runtime is torch's own libgomp (already loaded under the same
+soname), so the kernels run on torch's worker threads, still spinning from its last
+operation, rather than on new threads competing with them for the cores.
 
 Where a kernel cannot be built (no compiler, say), callers fall back to torch operations,
 which give the same results more slowly, and one warning says so (one per cause, not per
-kernel). `LRA_BENCH_KERNELS=0`
-turns the kernels off; `status()` says which path runs, and benchmark records log it.
+kernel). `LRA_BENCH_KERNELS=0` turns the kernels off; `status()` says which path runs, and
+benchmark records log it.
 """
 from __future__ import annotations
 
@@ -30,15 +35,15 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 ENV_SWITCH = "LRA_BENCH_KERNELS"
 FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # tried in turn
 COMMON_FLAGS = ("-fPIC", "-shared", "-pthread")
+KERNELS = ("hadamard", "dct_tokens", "mix_tokens", "mix_channels")  # every kernel, as `status()` reports them
 # Per kernel, flags tried with each flag set first, then without (the kernel still builds,
-# and runs on one thread, where the compiler has no OpenMP).
-EXTRA_FLAGS = {name: ("-fopenmp",) for name in ("hadamard", "dct_tokens", "mix_tokens")}
-KERNELS = ("hadamard", "dct_tokens", "mix_tokens")  # every kernel, as `status()` reports them
+# with POSIX threads or on one thread, where the compiler has no OpenMP).
+EXTRA_FLAGS = {name: ("-fopenmp",) for name in KERNELS}
 HERE = Path(__file__).parent
 
 _lock = threading.Lock()
@@ -127,6 +132,18 @@ def load(name: str) -> Optional[ctypes.CDLL]:
                                   f"operations instead (same results, slower). Set {ENV_SWITCH}=0 to silence this.",
                                   RuntimeWarning, stacklevel=3)
         return _loaded[name]
+
+
+def function(name: str, symbol: str, argtypes: tuple) -> Optional[Any]:
+    """`symbol` of kernel `name` with its ctypes argument types (it returns an int status),
+    or None where the kernel is unavailable."""
+    lib = load(name)
+    if lib is None:
+        return None
+    fn = getattr(lib, symbol)
+    if fn.argtypes is None:
+        fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return fn
 
 
 def status(name: Optional[str] = None, device: Optional[object] = None) -> str:

@@ -45,15 +45,11 @@ def supported(n: int) -> bool:
 
 
 def _kernel(dtype: torch.dtype) -> Optional[Any]:
-    lib = kernels.load("dct_tokens") if dtype in _ENTRY else None
-    if lib is None:
+    if dtype not in _ENTRY:
         return None
-    fn = getattr(lib, _ENTRY[dtype])
-    if fn.argtypes is None:
-        p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-        fn.argtypes = (long, i, p, p, p, p, long, long, p, long, long, long, long, p, p, p, p, i, i, i)
-        fn.restype = ctypes.c_int
-    return fn
+    p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    return kernels.function("dct_tokens", _ENTRY[dtype],
+                            (long, i, p, p, p, p, long, long, p, long, long, long, long, p, p, p, p, i, i, i))
 
 
 def available(x: torch.Tensor) -> bool:

@@ -75,14 +75,8 @@ def _kernel(x: torch.Tensor) -> Optional[Any]:
     """The compiled transform for x's dtype, if x is on CPU and the kernel is built."""
     if x.device.type != "cpu" or x.dtype not in _KERNELS:
         return None
-    lib = kernels.load("hadamard")
-    if lib is None:
-        return None
-    fn = getattr(lib, _KERNELS[x.dtype])
-    if fn.argtypes is None:
-        fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p) + (ctypes.c_long,) * 7 + (ctypes.c_int,)
-        fn.restype = ctypes.c_int
-    return fn
+    return kernels.function("hadamard", _KERNELS[x.dtype],
+                            (ctypes.c_void_p, ctypes.c_void_p) + (ctypes.c_long,) * 7 + (ctypes.c_int,))
 
 
 def row_layout(t: torch.Tensor) -> Optional[tuple[int, int, int, int]]:

@@ -12,6 +12,7 @@ import scipy.linalg as sl
 import torch
 
 from lra_bench.attention import DCTAttention, HadamardAttention, LSTAttention, MixedSpectralAttention
+from lra_bench.attention import lst_core
 from lra_bench.attention.lst_core import gather_tokens, retain_spectra, spectral_core
 from lra_bench.transforms.hadamard import hadamard
 from lra_bench.transforms.spectral import CosineHadamard, basis, makhoul_perm
@@ -327,3 +328,32 @@ def test_whole_layer_gradients_are_exact(make, n):
 
     with retain_spectra():
         assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_mixing_equals_the_torch_operations(normalize, dtype):
+    """kernels/mix_channels.c against the core's torch code, on spectra of 300 x 2 values per
+    channel (a unit of 256 and a partial one), forward and backward (written in place)."""
+    if lst_core._mix_kernel(torch.zeros(1), "forward") is None:
+        pytest.skip("the compiled kernels are unavailable here")
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(2, 3, 3, 5, 300, 2, generator=g, dtype=dtype)
+    grad = torch.randn(2, 3, 5, 300, 2, generator=g, dtype=dtype)
+    q, k, v = c.unbind(1)
+    a = q * k
+    norm = a.abs().sum(2, keepdim=True) + 1e-6 if normalize else None
+    want = a * v / norm if normalize else a * v
+    got, got_norm = lst_core._compiled_mix_forward(c, normalize, 1e-6)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got, want, **tol)
+    if normalize:
+        torch.testing.assert_close(got_norm, norm, **tol)
+    mine, theirs = c.clone(), c.clone()
+    g_mine, g_theirs = grad.clone(), grad.clone()
+    d_q = lst_core._compiled_mix_backward(mine, g_mine, norm)
+    want_q, _ = lst_core._mix_backward(*theirs.unbind(1), g_theirs, norm)
+    torch.testing.assert_close(d_q, want_q, **tol)
+    torch.testing.assert_close(mine[:, 2], theirs[:, 2], **tol)  # dL/dK, in V's slot
+    torch.testing.assert_close(g_mine, g_theirs, **tol)  # dL/dV, over the incoming gradient
+    torch.testing.assert_close(mine[:, :2], c[:, :2], rtol=0, atol=0)  # Q's and K's slots untouched

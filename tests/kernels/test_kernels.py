@@ -148,9 +148,15 @@ def _mix_tokens(x):
     return _mix_forward(x.reshape(-1, 48), 4, 4, torch.ones(x.numel() // 48), torch.ones(48), True, 1e-6)[0]
 
 
+def _mix_channels(x):
+    from lra_bench.attention.lst_core import _compiled_mix_forward
+
+    return _compiled_mix_forward(x.reshape(1, 3, 4, 4, -1), True, 1e-6)[0]
+
+
 @needs_compiler
 @pytest.mark.parametrize("name,transform", [("hadamard", hadamard), ("dct_tokens", _dct_tokens),
-                                            ("mix_tokens", _mix_tokens)])
+                                            ("mix_tokens", _mix_tokens), ("mix_channels", _mix_channels)])
 def test_a_kernel_whose_extra_flags_fail_builds_without_them(name, transform, fresh_kernels, tmp_path, monkeypatch):
     """The kernels ask for OpenMP; a compiler without it still builds them (POSIX threads, or one thread)."""
     x = torch.randn(3, 16, 32)
@@ -171,7 +177,7 @@ def test_status_names_each_kernel_that_is_missing(fresh_kernels, tmp_path, monke
         status = kernels.status()
     assert len(caught) == 1  # one cause, one warning
     assert status.startswith("torch (hadamard: FileNotFoundError") and "; dct_tokens: FileNotFoundError" in status
-    assert "; mix_tokens: FileNotFoundError" in status
+    assert "; mix_tokens: FileNotFoundError" in status and "; mix_channels: FileNotFoundError" in status
 
 
 def _step(module, x, mask):
