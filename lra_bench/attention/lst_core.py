@@ -222,8 +222,9 @@ def _compiled_mix_backward(c: torch.Tensor, g: torch.Tensor, norm: Optional[torc
         return None
     batch, _, heads, head_dim = c.shape[:4]
     t = torch.empty_like(g)
-    fn(c.data_ptr(), g.data_ptr(), t.data_ptr(), None if norm is None else norm.contiguous().data_ptr(), batch,
-       heads, head_dim, c[0, 0, 0, 0].numel(), int(norm is not None), torch.get_num_threads())
+    norm = None if norm is None else norm.contiguous()  # held until the kernel returns
+    fn(c.data_ptr(), g.data_ptr(), t.data_ptr(), None if norm is None else norm.data_ptr(), batch, heads, head_dim,
+       c[0, 0, 0, 0].numel(), int(norm is not None), torch.get_num_threads())
     return t
 
 

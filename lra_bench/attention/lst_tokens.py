@@ -24,12 +24,14 @@ makes the backward copy them, for repeated backward passes.
 
 Used by `LSTAttention` (and so `DCTAttention` with `dct_type=2`) when `applies` says so:
 one DCT-II or DST-II group of all heads, a CPU float32/float64 input with parameters of the
-same dtype, no autocast, an even hidden size, a length n = 2^a 3^b 5^c and both compiled
-kernels. Otherwise the general core runs; both give the same results to rounding.
+same dtype, no autocast, an even hidden size (up to about 5400), a length n = 2^a 3^b 5^c
+and both compiled kernels. Otherwise the general core runs; both give the same results to
+rounding.
 """
 from __future__ import annotations
 
 import ctypes
+import itertools
 import math
 from typing import Any, Optional
 
@@ -43,6 +45,7 @@ from lra_bench.transforms.spectral import FastDCT2
 
 
 _MIX = {torch.float32: "f32", torch.float64: "f64"}
+MAX_STACK_VALUES = 16384  # mix_tokens.c keeps 3 H Dh + 3 Dh values per thread on its stack
 
 
 def _mix_kernel(dtype: torch.dtype, direction: str) -> Optional[Any]:
@@ -99,7 +102,9 @@ def applies(layer: Any, x: torch.Tensor) -> bool:
         return False
     if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
         return False
-    if any(p.dtype != x.dtype or p.device != x.device for p in layer.parameters()):
+    if any(t.dtype != x.dtype or t.device != x.device for t in itertools.chain(layer.parameters(), layer.buffers())):
+        return False
+    if 3 * layer.hidden_dim + 3 * layer.head_dim > MAX_STACK_VALUES:
         return False
     return cosine_tokens.available(x) and _mix_kernel(x.dtype, "forward") is not None
 

@@ -94,8 +94,9 @@ typedef double vd8 __attribute__((vector_size(64)));
         long half = D / 2, full = half / LANES, per = full + half % LANES, units = B * per;                 \
         size_t bytes = ((size_t)n * 4 * LANES * sizeof(REAL) + 63) / 64 * 64;                               \
         int failed = 0;                                                                                    \
-        if (threads < 1) threads = 1;                                                                      \
+        if (units == 0) return 0; /* no sequences or no channels */                                        \
         if (threads > units) threads = (int)units;                                                         \
+        if (threads < 1) threads = 1;                                                                      \
         _Pragma("omp parallel num_threads(threads) reduction(| : failed)") {                               \
             REAL *buf = aligned_alloc(64, bytes);                                                          \
             failed |= buf == NULL;                                                                         \

@@ -164,7 +164,13 @@ def test_the_path_is_taken_only_where_it_applies(monkeypatch):
     assert not lst_tokens.applies(make("hadamard"), x)
     assert not lst_tokens.applies(make("dct"), torch.randn(2, 14, 34))  # 14 = 2 * 7: the kernel's FFT has no radix 7
     assert not lst_tokens.applies(make("dct", d=6, heads=1).double(), torch.randn(2, 12, 6))  # dtypes differ
+    frozen = LSTAttention(34, 2, "dct", learnable_scale=False)
+    frozen.scale = frozen.scale.double()  # a buffer of another dtype
+    assert not lst_tokens.applies(frozen, x)
     assert not lst_tokens.applies(LSTAttention(9, 3, "dct"), torch.randn(2, 12, 9))  # odd width
+    with monkeypatch.context() as m:  # the mixing kernel's per-thread stack bound: 3 * 34 + 3 * 17 values here
+        m.setattr(lst_tokens, "MAX_STACK_VALUES", 3 * 34 + 3 * 17 - 1)
+        assert not lst_tokens.applies(make("dct"), x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not lst_tokens.applies(make("dct"), x)
     monkeypatch.setenv(kernels.ENV_SWITCH, "0")

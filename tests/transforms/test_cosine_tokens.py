@@ -102,3 +102,9 @@ def test_supported_lengths_and_inputs():
     assert not available(torch.zeros(2, 7, 4))  # length with a factor 7
     assert not available(torch.zeros(2, 10, 4, dtype=torch.float16))
     assert not available(torch.zeros(10, 4))
+
+
+def test_empty_batches_and_widths():
+    assert dct2_tokens(torch.zeros(0, 12, 4)).shape == (12, 0, 4)
+    assert dct3_tokens(torch.zeros(12, 0, 4)).shape == (0, 12, 4)
+    assert dct2_tokens(torch.zeros(2, 12, 0)).shape == (12, 2, 0)
