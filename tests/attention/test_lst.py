@@ -15,6 +15,7 @@ from lra_bench.attention import DCTAttention, HadamardAttention, LSTAttention, M
 from lra_bench.attention import lst_core
 from lra_bench.attention.lst_core import gather_tokens, retain_spectra, spectral_core
 from lra_bench.transforms.hadamard import hadamard
+from lra_bench.transforms import spectral
 from lra_bench.transforms.spectral import CosineHadamard, basis, makhoul_perm
 
 B, D, H = 2, 24, 6
@@ -221,9 +222,11 @@ MERGED_CASES = {"mixed": lambda: LSTAttention(D, H, "mixed"), "mixed_unnormalize
 
 @pytest.mark.parametrize("make", MERGED_CASES.values(), ids=MERGED_CASES.keys())
 @pytest.mark.parametrize("n", [1, 2, 16, 64, 2048])
-def test_mixed_layers_merge_cosine_and_hadamard_heads_at_pow2_lengths(make, n):
+@pytest.mark.parametrize("per_run_calls", [0, 10 ** 6])  # FFTs of every row / of the cosine heads' rows only
+def test_mixed_layers_merge_cosine_and_hadamard_heads_at_pow2_lengths(make, n, per_run_calls, monkeypatch):
     """At power-of-two lengths the cosine and Hadamard heads run as one group; outputs and
     every gradient equal those of separate groups, masked or not."""
+    monkeypatch.setattr(spectral, "PER_RUN_CALLS", per_run_calls)
     torch.manual_seed(0)
     layer = randomize(make()).double()
     assert len(layer._pow2_groups) == len(layer._groups) - 1
