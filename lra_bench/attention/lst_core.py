@@ -209,8 +209,8 @@ def _compiled_mix_forward(c: torch.Tensor, normalize: bool, eps: float):
     batch, _, heads, head_dim = c.shape[:4]
     o = c.new_empty((batch,) + c.shape[2:])
     norm = c.new_empty((batch, heads, 1) + c.shape[4:]) if normalize else None
-    fn(c.data_ptr(), batch, heads, head_dim, c[0, 0, 0, 0].numel(), o.data_ptr(),
-       None if norm is None else norm.data_ptr(), eps, int(normalize), torch.get_num_threads())
+    fn(c.data_ptr(), batch, heads, head_dim, c[0, 0, 0, 0].numel(), o.data_ptr(), kernels.address(norm), eps,
+       int(normalize), torch.get_num_threads())
     return o, norm
 
 
@@ -223,7 +223,7 @@ def _compiled_mix_backward(c: torch.Tensor, g: torch.Tensor, norm: Optional[torc
     batch, _, heads, head_dim = c.shape[:4]
     t = torch.empty_like(g)
     norm = None if norm is None else norm.contiguous()  # held until the kernel returns
-    fn(c.data_ptr(), g.data_ptr(), t.data_ptr(), None if norm is None else norm.data_ptr(), batch, heads, head_dim,
+    fn(c.data_ptr(), g.data_ptr(), t.data_ptr(), kernels.address(norm), batch, heads, head_dim,
        c[0, 0, 0, 0].numel(), int(norm is not None), torch.get_num_threads())
     return t
 

@@ -6,8 +6,8 @@ T(mask * (x W^T + b)) = T(mask * x) W^T + T(mask) b^T, and out_proj(T^-1(O)) =
 T^-1(O W_o^T) + b_o. A layer whose heads all share T therefore needs one transform of its
 D input channels and one inverse of its D output channels per forward, where the general
 core (`lst_core`) transforms the 3 x D projected channels and inverts D; the backward needs
-three (the output gradient, the input gradient and the input's spectra again) where the
-general core needs four times as many rows. The transforms run along the token axis of
+three transforms of D channels (the output gradient, the input gradient and the input's
+spectra again) where the general core transforms D and inverts 3 x D. The transforms run along the token axis of
 token-major data, which torch's FFTs do slowly; the compiled kernel behind
 `transforms.cosine_tokens` does it with the Makhoul reordering, the padding mask, the DST
 signs, the output bias and the output mask folded into its reads and writes, so the path
@@ -59,10 +59,6 @@ def _mix_kernel(dtype: torch.dtype, direction: str) -> Optional[Any]:
     return kernels.function("mix_tokens", f"mix_{direction}_{_MIX[dtype]}", argtypes)
 
 
-def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
-    return None if t is None else t.data_ptr()
-
-
 def _mix_forward(qkv: torch.Tensor, heads: int, head_dim: int, tm: torch.Tensor, bias: Optional[torch.Tensor],
                  normalize: bool, eps: float):
     """(O (rows, H * Dh), normaliser (rows, H) or None) from the spectra qkv (rows, 3 * H * Dh),
@@ -71,8 +67,8 @@ def _mix_forward(qkv: torch.Tensor, heads: int, head_dim: int, tm: torch.Tensor,
     qkv, tm, bias = qkv.contiguous(), tm.contiguous(), None if bias is None else bias.contiguous()
     o = qkv.new_empty((rows, heads * head_dim))
     norm = qkv.new_empty((rows, heads)) if normalize else None
-    _mix_kernel(qkv.dtype, "forward")(qkv.data_ptr(), rows, heads, head_dim, tm.data_ptr(), _ptr(bias), o.data_ptr(),
-                                      _ptr(norm), eps, int(normalize), torch.get_num_threads())
+    _mix_kernel(qkv.dtype, "forward")(qkv.data_ptr(), rows, heads, head_dim, tm.data_ptr(), kernels.address(bias),
+                                      o.data_ptr(), kernels.address(norm), eps, int(normalize), torch.get_num_threads())
     return o, norm
 
 
@@ -86,9 +82,9 @@ def _mix_backward(qkv: torch.Tensor, grad: torch.Tensor, norm: Optional[torch.Te
     threads = torch.get_num_threads()
     partial = qkv.new_zeros((threads, qkv.shape[1])) if bias is not None else None
     d_bias = qkv.new_empty(qkv.shape[1]) if bias is not None else None
-    _mix_kernel(qkv.dtype, "backward")(qkv.data_ptr(), grad.data_ptr(), _ptr(norm), qkv.shape[0], heads, head_dim,
-                                       tm.data_ptr(), _ptr(bias), _ptr(partial), _ptr(d_bias), int(norm is not None),
-                                       threads)
+    _mix_kernel(qkv.dtype, "backward")(qkv.data_ptr(), grad.data_ptr(), kernels.address(norm), qkv.shape[0], heads,
+                                       head_dim, tm.data_ptr(), kernels.address(bias), kernels.address(partial),
+                                       kernels.address(d_bias), int(norm is not None), threads)
     return d_bias
 
 
@@ -142,15 +138,16 @@ class TokenSpectralLayer(torch.autograd.Function):
         o, norm = _mix_forward(qkv, heads, head_dim, tm, bias, normalize, eps)  # (n * B, G), (n * B, H)
         out = torch.mm(o.view(n * batch, -1), w_o.t()).view(n, batch, -1)  # (n, B, D) spectra
         y = cosine_tokens.dct3_tokens(out, weight, b_o, sine)
-        ctx.save_for_backward(x, w_q, w_k, w_v, b_q, b_k, b_v, w_o, scale, weight)
+        ctx.save_for_backward(x, w_q, w_k, w_v, b_q, w_o, scale, weight)
         ctx.spectra, ctx.norm, ctx.mixed, ctx.tm = qkv, norm, o, tm  # qkv: the spectra without their bias
+        ctx.bias = bias
         ctx.sine, ctx.normalize, ctx.has_out_bias = sine, normalize, b_o is not None
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor):
-        x, w_q, w_k, w_v, b_q, b_k, b_v, w_o, scale, weight = ctx.saved_tensors
+        x, w_q, w_k, w_v, b_q, w_o, scale, weight = ctx.saved_tensors
         qkv, norm, o = ctx.spectra, ctx.norm, ctx.mixed
         if qkv is None:
             raise RuntimeError("the LST layer's saved spectra were used up by an earlier backward; wrap both "
@@ -170,8 +167,7 @@ class TokenSpectralLayer(torch.autograd.Function):
         d_b_o = out_bias_sum.sum(0) if ctx.has_out_bias and need[8] else None
         g_o = torch.mm(g, w_o)  # dL/dO (n * B, G)
         del g, o, out_bias_sum
-        bias = None if b_q is None else torch.cat([b_q * s_rows, b_k, b_v])
-        d_bias = _mix_backward(qkv, g_o, norm, heads, head_dim, ctx.tm, bias)
+        d_bias = _mix_backward(qkv, g_o, norm, heads, head_dim, ctx.tm, ctx.bias)
         del g_o
         d_qkv = qkv  # (n * B, 3G): dL/d(s * Q, K, V) spectra
         d_x = None

@@ -134,6 +134,11 @@ def load(name: str) -> Optional[ctypes.CDLL]:
         return _loaded[name]
 
 
+def address(t: Optional[Any]) -> Optional[int]:
+    """A tensor's data address for a kernel's pointer argument, or None (NULL) for None."""
+    return None if t is None else t.data_ptr()
+
+
 def function(name: str, symbol: str, argtypes: tuple) -> Optional[Any]:
     """`symbol` of kernel `name` with its ctypes argument types (it returns an int status),
     or None where the kernel is unavailable."""

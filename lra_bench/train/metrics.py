@@ -71,8 +71,8 @@ def malloc_setting() -> str:
 
 def environment(device: torch.device) -> dict:
     """What timings depend on besides the config, as records and benchmark rows name it:
-    `hardware`, `malloc` (the allocator's tuning) and `kernels` (the Hadamard transform's
-    implementation, `lra_bench.kernels.status`)."""
+    `hardware`, `malloc` (the allocator's tuning) and `kernels` (whether the compiled
+    CPU kernels run, `lra_bench.kernels.status`)."""
     return {"hardware": hardware(device), "malloc": malloc_setting(), "kernels": kernels.status(device=device)}
 
 

@@ -4,8 +4,8 @@ Schema (keys always present): kind ("train"; the speed/memory mode writes "speed
 attn, seed, run_id, status (ok / failed / diverged / oom), error, seq_len, batch_size,
 best_val_accuracy, best_step, test_accuracy (at the best-val checkpoint), test_loss, steps, examples_per_s, tokens_per_s, steps_per_s, peak_memory_bytes,
 peak_memory_kind, num_params, wall_time_s, hardware, device, malloc (the C allocator's tuning
-from the environment, `lra_bench.train.metrics.malloc_setting`), kernels (the Hadamard
-transform's implementation in the process, `lra_bench.kernels.status`), torch_version,
+from the environment, `lra_bench.train.metrics.malloc_setting`), kernels (whether the
+compiled CPU kernels ran, `lra_bench.kernels.status`), torch_version,
 git_commit (the code that wrote the record), trained_at_commits (the commits whose code
 ran its training steps, in order: several for a run resumed across commits, the original
 ones for a finished run entered again; null when training stopped with an error; an

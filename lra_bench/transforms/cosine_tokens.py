@@ -80,10 +80,6 @@ def _plan(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tenso
     return torch.tensor(stages or [1], dtype=torch.int32), twiddles.to(dtype), dct_tw.to(dtype), perm
 
 
-def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
-    return None if t is None else t.data_ptr()
-
-
 def _call(x: torch.Tensor, out: torch.Tensor, n: int, batch: int, src: tuple, dst: tuple, weight, bias, colsum,
           sine: bool, inverse: bool) -> None:
     fn = _kernel(x.dtype)
@@ -92,7 +88,8 @@ def _call(x: torch.Tensor, out: torch.Tensor, n: int, batch: int, src: tuple, ds
     radix, tw, dct_tw, perm = _plan(n, x.device, x.dtype)
     stages = 0 if n == 1 else radix.numel()
     rc = fn(n, stages, radix.data_ptr(), tw.data_ptr(), dct_tw.data_ptr(), x.data_ptr(), *src, out.data_ptr(), *dst,
-            batch, x.shape[-1], perm.data_ptr(), _ptr(weight), _ptr(bias), _ptr(colsum), int(sine), int(inverse),
+            batch, x.shape[-1], perm.data_ptr(), kernels.address(weight), kernels.address(bias),
+            kernels.address(colsum), int(sine), int(inverse),
             torch.get_num_threads())
     if rc != 0:
         raise RuntimeError(f"dct_tokens kernel failed (code {rc}: 1 = out of memory, 2 = bad shape)")

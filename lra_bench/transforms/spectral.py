@@ -216,7 +216,8 @@ class CosineHadamard:
     def _per_run(self, t: torch.Tensor, *others: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         """t (..., H, Dh, m) as (L, H, Dh, m), leading axes flattened, when the cosine heads'
         FFTs should run one call per leading index and run of cosine heads (each such block
-        is contiguous, so no copies, and the Hadamard heads' rows are skipped); None to
+        is contiguous, so torch reads it in place; it still writes `out=` through a copy; the
+        Hadamard heads' rows are skipped); None to
         transform every row in one call instead (all heads cosine, or too many calls)."""
         lead = t[..., 0, 0, 0].numel()
         if self._cosine_runs == [(0, len(self.kinds))] or lead * len(self._cosine_runs) > PER_RUN_CALLS:
