@@ -187,17 +187,17 @@ static inline void F(dft)(CV *v, int R) {
     }
 }
 
-/* The Stockham FFT of the n rows in d0 (d1: scratch of the same size); returns the buffer
-   holding the result, in natural order. */
-static REAL *F(fft)(const job_t *J, REAL *d0, REAL *d1) {
-    const long n = J->n;
-    const REAL *tw = J->tw;
-    long ns = 1; /* product of the earlier stages' radices */
-    for (int s = 0; s < J->nst; s++) {
-        const int R = J->radix[s];
-        const long m = n / R;
-        for (long j = 0; j < m; j++) {
-            const long jn = j % ns;
+/* One Stockham stage of radix R (a constant where it is inlined, so that the R values stay in
+   registers and the DFT's branches fold away): d0 -> d1, for ns, the product of the earlier
+   stages' radices, and tw, this stage's twiddles. The loop runs over blocks of ns
+   butterflies, so no index needs a division. */
+static inline __attribute__((always_inline)) void F(stage)(const REAL *restrict d0, REAL *restrict d1, long n,
+                                                           long ns, const REAL *tw, const int R) {
+    const long m = n / R;
+    for (long j0 = 0; j0 < m; j0 += ns) {
+        const long out0 = j0 * R;
+        for (long jn = 0; jn < ns; jn++) {
+            const long j = j0 + jn;
             const REAL *w = tw + 2 * (R - 1) * jn;
             CV v[5];
             for (int r = 0; r < R; r++) {
@@ -207,11 +207,28 @@ static REAL *F(fft)(const job_t *J, REAL *d0, REAL *d1) {
             if (jn)
                 for (int r = 1; r < R; r++) v[r] = F(cmul)(v[r], w[2 * r - 2], w[2 * r - 1]);
             F(dft)(v, R);
-            const long out = (j - jn) * R + jn;
+            const long out = out0 + jn;
             for (int r = 0; r < R; r++) {
                 F(st)(BRE(d1, out + r * ns), v[r].re);
                 F(st)(BIM(d1, out + r * ns), v[r].im);
             }
+        }
+    }
+}
+
+/* The Stockham FFT of the n rows in d0 (d1: scratch of the same size); returns the buffer
+   holding the result, in natural order. */
+static REAL *F(fft)(const job_t *J, REAL *d0, REAL *d1) {
+    const long n = J->n;
+    const REAL *tw = J->tw;
+    long ns = 1; /* product of the earlier stages' radices */
+    for (int s = 0; s < J->nst; s++) {
+        const int R = J->radix[s];
+        switch (R) {
+        case 4: F(stage)(d0, d1, n, ns, tw, 4); break;
+        case 2: F(stage)(d0, d1, n, ns, tw, 2); break;
+        case 3: F(stage)(d0, d1, n, ns, tw, 3); break;
+        default: F(stage)(d0, d1, n, ns, tw, 5); break;
         }
         tw += 2 * (R - 1) * ns;
         ns *= R;
