@@ -12,6 +12,9 @@ renamed into place whole: concurrent runs are safe.
 - `dct_tokens.c`: DCT-II and its inverse along the token axis of token-major activations
   (`transforms.cosine_tokens`), and `mix_tokens.c`, the elementwise mixing on those
   spectra: the LST layers' token-major path for DCT and DST heads (`attention.lst_tokens`).
+  The same file transforms contiguous rows into the general core's packed DCT-II
+  coefficients and back (`cosine_tokens.dct2_rows`, used by `spectral.FastDCT2` and
+  `spectral.CosineHadamard`).
 - `mix_channels.c`: the same mixing in the general LST core's layout (`attention.lst_core`).
 
 In a torch process OpenMP's runtime is torch's own libgomp (already loaded under the same

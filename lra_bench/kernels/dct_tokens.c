@@ -28,9 +28,15 @@
 
    Layouts (in elements): forward input (b, t, c) at src + b*s0 + t*s1 + c, output (k, b, c)
    at dst + k*d0 + b*d1 + c; inverse input (k, b, c) at src + k*s0 + b*s1 + c, output
-   (b, t, c) at dst + b*d0 + t*d1 + c. Channels are contiguous; D must be even. */
+   (b, t, c) at dst + b*d0 + t*d1 + c. Channels are contiguous; D must be even.
+
+   The same FFT also serves the general LST core (lra_bench/transforms/spectral.py), whose
+   signals are contiguous rows: the `dct_rows` entries (below) gather 2 x LANES rows into a
+   tile, a cache line per row at a time, and write the core's packed coefficients straight
+   into place. torch's FFTs there cost an rFFT, a twiddle pass and, with `out=`, a copy. */
 #ifndef DCT_TOKENS_TEMPLATE
 #define DCT_TOKENS_TEMPLATE
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -57,6 +63,8 @@ typedef struct {
     const void *bias;    /* (D,) added to the inverse's outputs before the weights, or NULL */
     void *colsum;        /* (B, D): the forward's weighted input summed over tokens, or NULL */
     int sine;            /* DST-II: inputs (forward) or outputs (inverse) at Makhoul positions >= ceil(n/2) negated */
+    double nyquist;      /* rows layout: the factor on the Nyquist pair, or (fourier) on the interior bins */
+    int fourier;         /* rows layout: the unitary DFT's half spectrum instead (see the rows entry) */
 } job_t;
 
 /* float: 16 lanes (one AVX-512 register, two AVX ones); double: 8; scalar tiles for the rest */
@@ -84,6 +92,27 @@ typedef double vd8 __attribute__((vector_size(64)));
 #define SUF f64s
 #include __FILE__
 
+/* The entries' common frame: `units` independent tiles from an OpenMP loop, each thread with
+   its own `bytes` of tile buffer (`buf`); BODY handles tile u. Returns from the entry: 0, or 1
+   when a buffer could not be allocated. */
+#define RUN_TILES(REAL, units, bytes, BODY)                                                              \
+    do {                                                                                                 \
+        int failed = 0;                                                                                  \
+        if ((units) == 0) return 0; /* nothing to transform */                                           \
+        if (threads > (units)) threads = (int)(units);                                                   \
+        if (threads < 1) threads = 1;                                                                    \
+        _Pragma("omp parallel num_threads(threads) reduction(| : failed)") {                             \
+            REAL *buf = aligned_alloc(64, bytes);                                                        \
+            failed |= buf == NULL;                                                                       \
+            _Pragma("omp for schedule(dynamic, 1)") for (long u = 0; u < (units); u++) {                 \
+                if (buf == NULL) continue;                                                               \
+                BODY                                                                                     \
+            }                                                                                            \
+            free(buf);                                                                                   \
+        }                                                                                                \
+        return failed;                                                                                   \
+    } while (0)
+
 #define DEFINE_ENTRY(REAL, VSUF, SSUF, LANES, NAME)                                                        \
     int NAME(long n, int nst, const int *radix, const REAL *tw, const REAL *dtw, const REAL *src, long s0,  \
              long s1, REAL *dst, long d0, long d1, long B, long D, const long *perm, const REAL *weight,     \
@@ -93,33 +122,53 @@ typedef double vd8 __attribute__((vector_size(64)));
                      sine};                                                                                \
         long half = D / 2, full = half / LANES, per = full + half % LANES, units = B * per;                 \
         size_t bytes = ((size_t)n * 4 * LANES * sizeof(REAL) + 63) / 64 * 64;                               \
-        int failed = 0;                                                                                    \
-        if (units == 0) return 0; /* no sequences or no channels */                                        \
-        if (threads > units) threads = (int)units;                                                         \
-        if (threads < 1) threads = 1;                                                                      \
-        _Pragma("omp parallel num_threads(threads) reduction(| : failed)") {                               \
-            REAL *buf = aligned_alloc(64, bytes);                                                          \
-            failed |= buf == NULL;                                                                         \
-            _Pragma("omp for schedule(dynamic, 1)") for (long u = 0; u < units; u++) {                     \
-                if (buf == NULL) continue;                                                                 \
-                long b = u / per, r = u % per;                                                             \
-                if (r < full) {                                                                            \
-                    if (inverse) inverse_tile_##VSUF(&job, b, r * LANES, buf);                             \
-                    else forward_tile_##VSUF(&job, b, r * LANES, buf);                                     \
-                } else {                                                                                   \
-                    if (inverse) inverse_tile_##SSUF(&job, b, full * LANES + r - full, buf);               \
-                    else forward_tile_##SSUF(&job, b, full * LANES + r - full, buf);                       \
-                }                                                                                          \
+        RUN_TILES(REAL, units, bytes, {                                                                    \
+            long b = u / per;                                                                              \
+            long r = u % per;                                                                              \
+            if (r < full) {                                                                                \
+                if (inverse) inverse_tile_##VSUF(&job, b, r * LANES, buf);                                 \
+                else forward_tile_##VSUF(&job, b, r * LANES, buf);                                         \
+            } else {                                                                                       \
+                if (inverse) inverse_tile_##SSUF(&job, b, full * LANES + r - full, buf);                   \
+                else forward_tile_##SSUF(&job, b, full * LANES + r - full, buf);                           \
             }                                                                                              \
-            free(buf);                                                                                     \
-        }                                                                                                  \
-        return failed;                                                                                     \
+        });                                                                                                \
     }
 
 /* Returns 0, 1 when a buffer could not be allocated (the output is then incomplete), 2 for
    an odd D or n < 1. threads: at most this many (the OpenMP runtime may give fewer). */
 DEFINE_ENTRY(float, f32v, f32s, 16, dct_tokens_f32)
 DEFINE_ENTRY(double, f64v, f64s, 8, dct_tokens_f64)
+
+/* The rows layout: outer x inner real rows of n samples, already in Makhoul order, row
+   (o, i) at src + o*s0 + i*s1 (samples contiguous); coefficients in the general LST core's
+   packed form (lra_bench/transforms/spectral.py, FastDCT2): n/2 + 1 (re, im) pairs per row,
+   pair k = (X[k], -X[n-k]), pair 0 = (X[0], 0), and for even n the Nyquist pair
+   (X[n/2], -X[n/2]), times `nyquist`. The inverse reads pair 0's real part, the other pairs
+   as (X[k], -X[n-k]), and the Nyquist coefficient as nyquist * (re - im) / 2 (its average),
+   as torch's irFFT of the packed spectrum does. A tile is 2 x LANES rows (a row each for
+   the real and imaginary parts of a lane), gathered into the tile buffer and scattered back;
+   the last tile may be partial. With `fourier`, rows in natural order and the unitary DFT's
+   half spectrum instead (torch.fft.rfft / irfft with norm="ortho"; the inverse reads only
+   the real parts of bins 0 and n/2), the interior bins 0 < k < n/2 times `nyquist` (2 and
+   1/2 make the adjoints). Same return codes (2: n < 1). */
+#define DEFINE_ROWS(REAL, VSUF, LANES, NAME)                                                               \
+    int NAME(long n, int nst, const int *radix, const REAL *tw, const REAL *dtw, const REAL *src, long s0,  \
+             long s1, REAL *dst, long d0, long d1, long outer, long inner, double nyquist, int fourier,     \
+             int inverse, int threads) {                                                                   \
+        if (n < 1) return 2;                                                                               \
+        job_t job = {n, nst, radix, tw, dtw, src, s0, s1, dst, d0, d1, outer, inner, NULL, NULL, NULL, NULL, \
+                     0, nyquist, fourier};                                                                 \
+        long units = (outer * inner + 2 * LANES - 1) / (2 * LANES);                                        \
+        size_t bytes = ((size_t)(n * 4 + 8) * LANES * sizeof(REAL) + 63) / 64 * 64;                        \
+        RUN_TILES(REAL, units, bytes, {                                                                    \
+            if (inverse) inverse_rows_##VSUF(&job, u * 2 * LANES, buf);                                    \
+            else forward_rows_##VSUF(&job, u * 2 * LANES, buf);                                            \
+        });                                                                                                \
+    }
+
+DEFINE_ROWS(float, f32v, 16, dct_rows_f32)
+DEFINE_ROWS(double, f64v, 8, dct_rows_f64)
 
 #else /* the template: tile functions for one REAL, VEC (LANES lanes) and suffix SUF */
 
@@ -146,17 +195,22 @@ static inline CV F(cmul)(CV a, REAL wr, REAL wi) {
     return r;
 }
 
+/* the DFT of 4 of v[0..3], in place */
+static inline __attribute__((always_inline)) void F(dft4)(CV *v) {
+    CV a0 = v[0], a1 = v[1], a2 = v[2], a3 = v[3];
+    VEC t0r = a0.re + a2.re, t0i = a0.im + a2.im, t1r = a0.re - a2.re, t1i = a0.im - a2.im;
+    VEC t2r = a1.re + a3.re, t2i = a1.im + a3.im;
+    VEC t3r = a1.im - a3.im, t3i = a3.re - a1.re; /* (a1 - a3) * -i */
+    v[0].re = t0r + t2r, v[0].im = t0i + t2i;
+    v[2].re = t0r - t2r, v[2].im = t0i - t2i;
+    v[1].re = t1r + t3r, v[1].im = t1i + t3i;
+    v[3].re = t1r - t3r, v[3].im = t1i - t3i;
+}
+
 /* the forward DFT of size R (2, 3, 4 or 5) of v[0..R-1], in place */
-static inline void F(dft)(CV *v, int R) {
+static inline __attribute__((always_inline)) void F(dft)(CV *v, int R) {
     if (R == 4) {
-        CV a0 = v[0], a1 = v[1], a2 = v[2], a3 = v[3];
-        VEC t0r = a0.re + a2.re, t0i = a0.im + a2.im, t1r = a0.re - a2.re, t1i = a0.im - a2.im;
-        VEC t2r = a1.re + a3.re, t2i = a1.im + a3.im;
-        VEC t3r = a1.im - a3.im, t3i = a3.re - a1.re; /* (a1 - a3) * -i */
-        v[0].re = t0r + t2r, v[0].im = t0i + t2i;
-        v[2].re = t0r - t2r, v[2].im = t0i - t2i;
-        v[1].re = t1r + t3r, v[1].im = t1i + t3i;
-        v[3].re = t1r - t3r, v[3].im = t1i - t3i;
+        F(dft4)(v);
     } else if (R == 2) {
         CV a = v[0], b = v[1];
         v[0].re = a.re + b.re, v[0].im = a.im + b.im;
@@ -328,6 +382,190 @@ static void F(inverse_tile)(const job_t *J, long b, long c0, REAL *buf) {
     }
 }
 
+/* rows layout: lane l < 2 LANES of a tile is row r0 + l; its values sit at offset l of each
+   buffer row (the real parts' LANES, then the imaginary parts') */
+static inline const REAL *F(row_in)(const job_t *J, long r) {
+    return (const REAL *)J->src + r / J->D * J->s0 + r % J->D * J->s1;
+}
+
+static inline REAL *F(row_out)(const job_t *J, long r) {
+    return (REAL *)J->dst + r / J->D * J->d0 + r % J->D * J->d1;
+}
+
+/* packed pairs staged per k as 4 LANES values: lane group A's re, A's im, B's re, B's im;
+   row l's re and im offsets in a staged k */
+#define SRE(l) ((l) < LANES ? (l) : LANES + (l))
+#define SIM(l) ((l) < LANES ? LANES + (l) : 2 * LANES + (l))
+
+/* Moving a tile between its rows and the buffer is a transposition: rows are read and
+   written a cache line (CL values) at a time, through a small block in L1, so that no row's
+   line is touched twice (rows a power of two apart share an L1 set). */
+#define CL (64 / (long)sizeof(REAL))
+
+/* buffer record t (t < count, records `stride` values apart) gets, for each row l < live, the
+   row's `width` values at t * width (width 1: samples; 2: (re, im) pairs) at offset
+   `lanes_as_rows` ? l : (SRE(l), SIM(l)) */
+static void F(gather)(const REAL *const *in, int live, int width, long count, REAL *buf, long stride, int unused,
+                      int plain) {
+    (void)unused;
+    REAL blk[2 * LANES][CL];
+    const long per = CL / width; /* records per line */
+    long t0 = 0;
+    for (; t0 + per <= count; t0 += per) {
+        for (int l = 0; l < live; l++) memcpy(blk[l], in[l] + t0 * width, sizeof blk[l]);
+        for (long t = 0; t < per; t++) {
+            REAL *rec = buf + (t0 + t) * stride;
+            if (plain)
+                for (int l = 0; l < live; l++) rec[l] = blk[l][t];
+            else
+                for (int l = 0; l < live; l++) rec[SRE(l)] = blk[l][2 * t], rec[SIM(l)] = blk[l][2 * t + 1];
+        }
+    }
+    for (; t0 < count; t0++) {
+        REAL *rec = buf + t0 * stride;
+        if (plain)
+            for (int l = 0; l < live; l++) rec[l] = in[l][t0];
+        else
+            for (int l = 0; l < live; l++) rec[SRE(l)] = in[l][2 * t0], rec[SIM(l)] = in[l][2 * t0 + 1];
+    }
+}
+
+/* the forward's staged pairs (count records of 4 LANES values) out to the rows */
+static void F(scatter)(REAL *const *out, int live, const REAL *st, long count) {
+    REAL blk[CL];
+    const long per = CL / 2;
+    long k0 = 0;
+    for (; k0 + per <= count; k0 += per)
+        for (int l = 0; l < live; l++) {
+            for (long k = 0; k < per; k++) {
+                const REAL *sk = st + (k0 + k) * 4 * LANES;
+                blk[2 * k] = sk[SRE(l)], blk[2 * k + 1] = sk[SIM(l)];
+            }
+            memcpy(out[l] + 2 * k0, blk, sizeof blk);
+        }
+    for (; k0 < count; k0++) {
+        const REAL *sk = st + k0 * 4 * LANES;
+        for (int l = 0; l < live; l++) out[l][2 * k0] = sk[SRE(l)], out[l][2 * k0 + 1] = sk[SIM(l)];
+    }
+}
+
+/* the inverse's n samples out of the FFT result y: lane l < LANES is the real part, the
+   rest the imaginary part negated (the conjugation of the inverse) */
+static void F(put)(REAL *const *out, int live, const REAL *y, long n) {
+    REAL blk[CL];
+    long j0 = 0;
+    for (; j0 + CL <= n; j0 += CL)
+        for (int l = 0; l < live; l++) {
+            for (long j = 0; j < CL; j++) blk[j] = y[(j0 + j) * 2 * LANES + l];
+            if (l >= LANES)
+                for (long j = 0; j < CL; j++) blk[j] = -blk[j];
+            memcpy(out[l] + j0, blk, sizeof blk);
+        }
+    for (; j0 < n; j0++)
+        for (int l = 0; l < live; l++) out[l][j0] = l < LANES ? y[j0 * 2 * LANES + l] : -y[j0 * 2 * LANES + l];
+}
+
+/* packed DCT-II coefficients of rows r0 .. r0 + 2 LANES - 1 */
+static __attribute__((unused)) void F(forward_rows)(const job_t *J, long r0, REAL *buf) {
+    const long n = J->n, h = n / 2, rows = J->B * J->D;
+    REAL *bufb = buf + n * 2 * LANES;
+    const REAL *in[2 * LANES];
+    int live = 0;
+    for (; live < 2 * LANES && r0 + live < rows; live++) in[live] = F(row_in)(J, r0 + live);
+    if (live < 2 * LANES) memset(buf, 0, (size_t)n * 2 * LANES * sizeof(REAL));
+    F(gather)(in, live, 1, n, buf, 2 * LANES, 0, 1);
+    const REAL *y = F(fft)(J, buf, bufb), *dtw = J->dtw;
+    REAL *st = y == buf ? bufb : buf;
+    const REAL f = (REAL)J->nyquist, fs = (REAL)(0.5 / sqrt((double)n));
+    const VEC zero = {0};
+    for (long k = 0; k <= h; k++) {
+        const long k2 = k ? n - k : 0;
+        const VEC p = F(ld)(BRE(y, k)), q = F(ld)(BIM(y, k)), P = F(ld)(BRE(y, k2)), Q = F(ld)(BIM(y, k2));
+        const REAL a = dtw[2 * k], e = dtw[2 * k + 1];
+        VEC xa = (p + P) * a + (q - Q) * e, xb = (q + Q) * a + (P - p) * e, ya, yb;
+        if (J->fourier) { /* A[k] = (Y[k] + conj Y[n-k]) / 2, B[k] = (Y[k] - conj Y[n-k]) / 2i */
+            const REAL g = (k == 0 || k2 == k ? 1 : f) * fs;
+            xa = (p + P) * g, ya = (q - Q) * g, xb = (q + Q) * g, yb = (P - p) * g;
+        } else if (k == 0) {
+            ya = zero, yb = zero;
+        } else if (k2 == k) { /* the Nyquist coefficient, twice */
+            xa *= f, xb *= f;
+            ya = -xa, yb = -xb;
+        } else {
+            ya = -((P + p) * e + (Q - q) * a), yb = -((Q + q) * e + (p - P) * a);
+        }
+        REAL *o = st + k * 4 * LANES;
+        F(st)(o, xa);
+        F(st)(o + LANES, ya);
+        F(st)(o + 2 * LANES, xb);
+        F(st)(o + 3 * LANES, yb);
+    }
+    REAL *out[2 * LANES];
+    for (int l = 0; l < live; l++) out[l] = F(row_out)(J, r0 + l);
+    F(scatter)(out, live, st, h + 1);
+}
+
+/* the inverse: rows r0 .. r0 + 2 LANES - 1 from their packed coefficients */
+static __attribute__((unused)) void F(inverse_rows)(const job_t *J, long r0, REAL *buf) {
+    const long n = J->n, h = n / 2, rows = J->B * J->D;
+    REAL *bufb = buf + n * 2 * LANES, *st = bufb;
+    const REAL *dtw = (const REAL *)J->dtw + 2 * (n / 2 + 1);
+    const REAL f = (REAL)J->nyquist / 2;
+    const REAL *in[2 * LANES];
+    int live = 0;
+    for (; live < 2 * LANES && r0 + live < rows; live++) in[live] = F(row_in)(J, r0 + live);
+    if (live < 2 * LANES) memset(st, 0, (size_t)(h + 1) * 4 * LANES * sizeof(REAL));
+    F(gather)(in, live, 2, h + 1, st, 4 * LANES, 0, 0);
+    if (J->fourier) { /* conj of (V_A + i V_B), V the full spectra, so the forward FFT inverts */
+        const REAL root = (REAL)(1 / sqrt((double)n)), inner = (REAL)J->nyquist * root;
+        for (long k = 0; k <= h; k++) {
+            const long k2 = k ? n - k : 0;
+            const REAL *s = st + k * 4 * LANES;
+            const int edge = k == 0 || k2 == k; /* DC and Nyquist: real parts only */
+            const REAL g = edge ? root : inner;
+            const VEC ar = F(ld)(s) * g, br = F(ld)(s + 2 * LANES) * g;
+            const VEC ai = edge ? ar - ar : F(ld)(s + LANES) * g, bi = edge ? br - br : F(ld)(s + 3 * LANES) * g;
+            F(st)(BRE(buf, k), ar - bi);
+            F(st)(BIM(buf, k), -(ai + br));
+            if (k2 != k) {
+                F(st)(BRE(buf, k2), ar + bi);
+                F(st)(BIM(buf, k2), ai - br);
+            }
+        }
+    }
+    for (long k = 0; k <= h && !J->fourier; k++) { /* as inverse_tile, with X[k] and X[n-k] read from the pairs */
+        const long k2 = k ? n - k : 0;
+        const REAL c = dtw[2 * k], e = dtw[2 * k + 1];
+        const REAL *s = st + k * 4 * LANES;
+        VEC xa = F(ld)(s), xb = F(ld)(s + 2 * LANES), xa2, xb2;
+        if (k == 0) {
+            F(st)(BRE(buf, 0), xa * c);
+            F(st)(BIM(buf, 0), -(xb * c));
+            continue;
+        }
+        if (k2 == k) { /* Nyquist: the pair's average */
+            xa = (xa - F(ld)(s + LANES)) * f, xb = (xb - F(ld)(s + 3 * LANES)) * f;
+            xa2 = xa, xb2 = xb;
+        } else {
+            xa2 = -F(ld)(s + LANES), xb2 = -F(ld)(s + 3 * LANES);
+        }
+        const VEC ar = xa * c + xa2 * e, ai = xa * e - xa2 * c, br = xb * c + xb2 * e, bi = xb * e - xb2 * c;
+        F(st)(BRE(buf, k), ar - bi);
+        F(st)(BIM(buf, k), -(ai + br));
+        if (k2 != k) {
+            F(st)(BRE(buf, k2), ar + bi);
+            F(st)(BIM(buf, k2), ai - br);
+        }
+    }
+    const REAL *y = F(fft)(J, buf, bufb);
+    REAL *out[2 * LANES];
+    for (int l = 0; l < live; l++) out[l] = F(row_out)(J, r0 + l);
+    F(put)(out, live, y, n);
+}
+
+#undef SRE
+#undef SIM
+#undef CL
 #undef F
 #undef CV
 #undef BRE

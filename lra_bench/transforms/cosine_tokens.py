@@ -12,6 +12,11 @@ of coefficients do not see the order). `dct3_tokens` is the inverse and the tran
 
 The kernel handles lengths n = 2^a 3^b 5^c (`supported`), an even number of channels, and
 float32 or float64 on CPU; callers check `available` and otherwise use the torch path.
+
+`dct2_rows` and `dct3_rows` run the same kernel on contiguous rows in Makhoul order (the
+general core's layout) and read and write its packed coefficients (`spectral.FastDCT2`), so
+the core's transforms need no twiddle pass and no copy; `spectral` uses them where
+`rows_available` says so.
 """
 from __future__ import annotations
 
@@ -128,4 +133,90 @@ def dct3_tokens(c: torch.Tensor, weight: Optional[torch.Tensor] = None, bias: Op
     w = _checked(weight, c, (batch, n), "weight")
     b = _checked(bias, c, (d,), "bias")
     _call(c, out, n, batch, (c.stride(0), c.stride(1)), (out.stride(0), out.stride(1)), w, b, None, sine, True)
+    return out
+
+
+# -- the rows layout: the general LST core's packed DCT-II of contiguous, Makhoul-ordered rows
+
+_ROWS = {torch.float32: "dct_rows_f32", torch.float64: "dct_rows_f64"}
+
+
+def _rows_kernel(dtype: torch.dtype) -> Optional[Any]:
+    if dtype not in _ROWS:
+        return None
+    p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    return kernels.function("dct_tokens", _ROWS[dtype],
+                            (long, i, p, p, p, p, long, long, p, long, long, long, long, ctypes.c_double, i, i, i))
+
+
+def rows_view(t: torch.Tensor) -> Optional[torch.Tensor]:
+    """t (..., R, m) as an (outer, R, m) view with unit stride along m, or None where the
+    leading axes do not merge into one stride (or t is not on CPU, or not float32/float64)."""
+    if t.device.type != "cpu" or t.dtype not in _ROWS or t.dim() < 2 or t.stride(-1) != 1:
+        return None
+    try:
+        return t.view(-1, *t.shape[-2:])
+    except RuntimeError:
+        return None
+
+
+def rows_available(n: int, dtype: torch.dtype) -> bool:
+    """Whether `dct2_rows`/`dct3_rows` run for length n and dtype (the kernel built)."""
+    return supported(n) and _rows_kernel(dtype) is not None
+
+
+def _rows_call(src: torch.Tensor, dst: torch.Tensor, n: int, nyquist: float, inverse: bool,
+               fourier: bool = False) -> None:
+    fn = _rows_kernel(src.dtype)
+    if fn is None or dst.dtype != src.dtype:
+        raise RuntimeError("the compiled dct_rows kernel is unavailable for these tensors; check rows_available()")
+    radix, tw, dct_tw, _ = _plan(n, src.device, src.dtype)
+    stages = 0 if n == 1 else radix.numel()
+    rc = fn(n, stages, radix.data_ptr(), tw.data_ptr(), dct_tw.data_ptr(), src.data_ptr(), src.stride(0),
+            src.stride(1), dst.data_ptr(), dst.stride(0), dst.stride(1), src.shape[0], src.shape[1], nyquist,
+            int(fourier), int(inverse), torch.get_num_threads())
+    if rc != 0:
+        raise RuntimeError(f"dct_rows kernel failed (code {rc}: 1 = out of memory, 2 = bad shape)")
+
+
+def _check_pairs(t: torch.Tensor, o: int, r: int, n: int, what: str) -> None:
+    if tuple(t.shape) != (o, r, n // 2 + 1, 2) or t.stride(-1) != 1 or t.stride(-2) != 2:
+        raise ValueError(f"{what} has shape {tuple(t.shape)} and strides {t.stride()}; expected ({o}, {r}, "
+                         f"{n // 2 + 1}, 2) with its pairs contiguous")
+
+
+def dct2_rows(x: torch.Tensor, out: torch.Tensor, nyquist: float = 1.0) -> torch.Tensor:
+    """Packed orthonormal DCT-II (`spectral.FastDCT2.coeffs`, Nyquist pair times `nyquist`)
+    of x (O, R, n), rows in Makhoul order, into out (O, R, n // 2 + 1, 2) (`rows_view`s)."""
+    o, r, n = x.shape
+    _check_pairs(out, o, r, n, "out")
+    _rows_call(x, out, n, nyquist, inverse=False)
+    return out
+
+
+def dct3_rows(y: torch.Tensor, out: torch.Tensor, nyquist: float = 1.0) -> torch.Tensor:
+    """The inverse of `dct2_rows` (`spectral.FastDCT2.signal`, which reads the Nyquist pair as
+    `nyquist` times its average): y (O, R, n // 2 + 1, 2) -> out (O, R, n), Makhoul order."""
+    o, r, n = out.shape
+    _check_pairs(y, o, r, n, "y")
+    _rows_call(y, out, n, nyquist, inverse=True)
+    return out
+
+
+def rfft_rows(x: torch.Tensor, out: torch.Tensor, interior: float = 1.0) -> torch.Tensor:
+    """`torch.fft.rfft(x, norm="ortho")` of x (O, R, n) as (re, im) pairs in out (O, R,
+    n // 2 + 1, 2), the bins 0 < k < n/2 times `interior`."""
+    o, r, n = x.shape
+    _check_pairs(out, o, r, n, "out")
+    _rows_call(x, out, n, interior, inverse=False, fourier=True)
+    return out
+
+
+def irfft_rows(y: torch.Tensor, out: torch.Tensor, interior: float = 1.0) -> torch.Tensor:
+    """`torch.fft.irfft(y, n, norm="ortho")` of the (re, im) pairs y (O, R, n // 2 + 1, 2)
+    into out (O, R, n), the bins 0 < k < n/2 read times `interior` (DC's and Nyquist's
+    imaginary parts are ignored, as torch does)."""
+    o, r, n = out.shape
+    _check_pairs(y, o, r, n, "y")
+    _rows_call(y, out, n, interior, inverse=True, fourier=True)
     return out

@@ -14,6 +14,11 @@ n, the Nyquist coefficient appears twice (Re and -Im of z_{n/2}); `grad_coeffs` 
 DCT-II coefficients of the sign-alternated input read in reverse; elementwise products
 do not see the order, so the reversal is dropped and only the signs remain.
 
+On CPU (float32/float64, n = 2^a 3^b 5^c) the cosine transforms run in the compiled kernel
+behind `cosine_tokens.dct2_rows`/`dct3_rows`, which reads and writes the packed form
+directly (Nyquist factors included) and leaves its input as it was; elsewhere, torch's rFFT
+and a twiddle product.
+
 `Orthonormal` wraps any orthonormal pair (T, T^-1) along the last axis (Hadamard, DCT
 types I, III, IV): its adjoints are T^-1 and T.
 """
@@ -25,11 +30,13 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from lra_bench.transforms import cosine_tokens
 from lra_bench.transforms.cosine import _complex, _makhoul, cached, dct, dst, idct, idst
 from lra_bench.transforms.hadamard import hadamard, is_pow2, next_pow2
 
 
-# CosineHadamard transforms its cosine heads' rows with one FFT call per sequence (and slot)
+# Without the compiled kernel (off CPU, say), CosineHadamard transforms its cosine heads'
+# rows with one FFT call per sequence (and slot)
 # and run of cosine heads, skipping the Hadamard heads' rows, up to this many calls; above,
 # one call for every row is cheaper: with many calls each is small and MKL runs them less
 # well (`mixed`, hidden 256, n = 2048: at batch 2 per-run calls gain 0.03x the projections'
@@ -83,6 +90,78 @@ class Orthonormal:
     def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """coeffs^T gy = T^-1 gy, cropped to n (may overwrite gy)."""
         return self.signal(gy, n, out)
+
+
+def _as_rows(t: torch.Tensor, packed: bool, outer_rows: tuple[int, int]) -> Optional[torch.Tensor]:
+    """t (..., m), or (..., S, 2) when `packed`, as an (outer, rows, ...) view (outer_rows,
+    -1 allowed once) whose rows the compiled kernel can address, or None."""
+    tail = tuple(t.shape[-2:] if packed else t.shape[-1:])
+    if packed and (t.stride(-2) != 2 or t.stride(-1) != 1):
+        return None
+    try:
+        v = t.view(outer_rows + tail)
+    except RuntimeError:
+        return None
+    return v if packed else cosine_tokens.rows_view(v)
+
+
+def _row_views(a: torch.Tensor, a_packed: bool, b: torch.Tensor, b_packed: bool) -> Optional[tuple]:
+    """a and b, with the same leading axes, as (outer, rows, ...) views of one shape for the
+    compiled rows kernel (`_as_rows`), or None: all rows as one block, else blocks of the
+    last two leading axes (heads and channels), else of the last."""
+    lead = a.shape[: a.dim() - (2 if a_packed else 1)]
+    if len(lead) == 0:
+        return None
+    splits = [(1, -1)] + ([(-1, lead[-2] * lead[-1])] if len(lead) >= 2 else []) + [(-1, lead[-1])]
+    for split in splits:
+        va, vb = _as_rows(a, a_packed, split), _as_rows(b, b_packed, split)
+        if va is not None and vb is not None:
+            return va, vb
+    return None
+
+
+def _kernel_runs(n: int, x: torch.Tensor) -> bool:
+    """Whether the compiled rows kernel (`cosine_tokens.dct2_rows`) transforms x's rows."""
+    return x.device.type == "cpu" and cosine_tokens.rows_available(n, x.real.dtype)
+
+
+def _compiled_runs(src: torch.Tensor, src_packed: bool, dst: torch.Tensor, runs: Sequence[tuple[int, int]],
+                   transform: Callable, nyquist: float) -> bool:
+    """`transform` (`cosine_tokens.dct2_rows` or `dct3_rows`) of the heads in `runs` of src into
+    dst, both (..., H, Dh, ...): True, or False (nothing written) where the views do not fit."""
+    src_axis, dst_axis = (-4, -3) if src_packed else (-3, -4)
+    pairs = [_row_views(src.narrow(src_axis, a, b - a), src_packed, dst.narrow(dst_axis, a, b - a), not src_packed)
+             for a, b in runs]
+    if any(pair is None for pair in pairs):
+        return False
+    for pair in pairs:
+        transform(*pair, nyquist)
+    return True
+
+
+def _compiled_coeffs(x: torch.Tensor, runs: Sequence[tuple[int, int]], nyquist: float) -> Optional[torch.Tensor]:
+    """Packed DCT-II coefficients (..., H, Dh, n // 2 + 1, 2) of the heads in `runs` ([start,
+    stop) along axis -3) of x (..., H, Dh, n), Nyquist pair times `nyquist`, by the compiled
+    kernel, in a new tensor (other heads' rows unwritten); None where the kernel does not
+    apply (nothing computed)."""
+    n = x.shape[-1]
+    if not _kernel_runs(n, x):
+        return None
+    c = x.new_empty(x.shape[:-1] + (n // 2 + 1, 2))
+    return c if _compiled_runs(x, False, c, runs, cosine_tokens.dct2_rows, nyquist) else None
+
+
+def _compiled_signal(y: torch.Tensor, n: int, runs: Sequence[tuple[int, int]], nyquist: float,
+                     out: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The inverse of `_compiled_coeffs`: y (..., H, Dh, n // 2 + 1, 2) -> the heads in `runs`
+    of out (..., H, Dh, n) (a new tensor when None; other heads' rows unwritten); y is left
+    as it is. None where the kernel does not apply (nothing written)."""
+    if not _kernel_runs(n, y) or y.is_complex():
+        return None
+    res = y.new_empty(y.shape[:-2] + (n,)) if out is None else out
+    if res.dtype != y.dtype:
+        return None
+    return res if _compiled_runs(y, True, res, runs, cosine_tokens.dct3_rows, nyquist) else None
 
 
 def _runs(flags: Sequence[bool]) -> list[tuple[int, int]]:
@@ -142,17 +221,39 @@ class FastDCT2:
     def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
         """Packed DCT-II coefficients (..., n // 2 + 1, 2) (`overwrite` is accepted for the
         bases' common interface)."""
-        _, _, twiddle, _ = _makhoul(x.shape[-1], x.device, x.dtype)
+        return self._coeffs(x, 1.0)
+
+    def _coeffs(self, x: torch.Tensor, nyquist: float) -> torch.Tensor:
+        """`coeffs` with the Nyquist pair times `nyquist`: by the compiled rows kernel on CPU,
+        else an rFFT and a twiddle product."""
+        n = x.shape[-1]
+        c = _compiled_coeffs(x.unsqueeze(-2).unsqueeze(-3), [(0, 1)], nyquist) if _kernel_runs(n, x) else None
+        if c is not None:
+            return c.view(x.shape[:-1] + c.shape[-2:])
+        _, _, twiddle, _ = _makhoul(n, x.device, x.dtype)
         z = torch.fft.rfft(x)
         z.mul_(twiddle)
-        return torch.view_as_real(z)
+        return self._scale_nyquist(torch.view_as_real(z), n, nyquist) if nyquist != 1.0 else torch.view_as_real(z)
 
     def signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor] = None,
                output_sign: bool = True) -> torch.Tensor:
-        """Inverse of `coeffs` (into `out` if given); overwrites `y` (callers pass buffers they own)."""
-        _, _, _, inv_twiddle = _makhoul(n, y.device, y.dtype)
-        z = torch.view_as_complex(y if y.is_contiguous() else y.contiguous())
-        x = torch.fft.irfft(z.mul_(inv_twiddle), n=n, out=out)
+        """Inverse of `coeffs` (into `out` if given); may overwrite `y` (callers pass buffers they own)."""
+        return self._signal(y, n, out, 1.0, output_sign)
+
+    def _signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor], nyquist: float,
+                output_sign: bool) -> torch.Tensor:
+        """`signal` reading the Nyquist pair times `nyquist`."""
+        x = None
+        if _kernel_runs(n, y) and not y.is_complex():
+            x = _compiled_signal(y.unsqueeze(-3).unsqueeze(-4), n, [(0, 1)], nyquist,
+                                 None if out is None else out.unsqueeze(-2).unsqueeze(-3))
+            x = None if x is None else x.view(y.shape[:-2] + (n,))
+        if x is None:
+            if nyquist != 1.0:
+                self._scale_nyquist(y, n, nyquist)
+            _, _, _, inv_twiddle = _makhoul(n, y.device, y.dtype)
+            z = torch.view_as_complex(y if y.is_contiguous() else y.contiguous())
+            x = torch.fft.irfft(z.mul_(inv_twiddle), n=n, out=out)
         return self._output_sign_(x) if self.sine is not False and output_sign else x
 
     @staticmethod
@@ -165,12 +266,12 @@ class FastDCT2:
         """signal^T g: signal() reads the Nyquist pair as its average, so each copy gets half."""
         if self.sine is not False:
             g = self._output_sign_(g.clone())
-        return self._scale_nyquist(self.coeffs(g), g.shape[-1], 0.5)
+        return self._coeffs(g, 0.5)
 
     def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """coeffs^T gy (overwrites gy): coeffs() writes the Nyquist coefficient twice.
+        """coeffs^T gy (may overwrite gy): coeffs() writes the Nyquist coefficient twice.
         (The DST input signs are `sign_inputs_`, applied by the core, not part of coeffs.)"""
-        return self.signal(self._scale_nyquist(gy, n, 2.0), n, out, output_sign=False)
+        return self._signal(gy, n, out, 2.0, output_sign=False)
 
 
 def _blocks_contiguous(t: torch.Tensor) -> bool:
@@ -255,13 +356,15 @@ class CosineHadamard:
         `_rfft`), twiddled (their Nyquist pair times `nyquist`); the Hadamard heads' rows are
         then written with their transform and zeros."""
         n = x.shape[-1]
-        _, _, twiddle, _ = _makhoul(n, x.device, x.dtype)
-        z = self._rfft(x)
-        c = torch.view_as_real(z)
-        for a, b in self._cosine_runs:
-            z[..., a:b, :, :].mul_(twiddle)
-            if nyquist != 1.0:
-                self.cosine._scale_nyquist(c[..., a:b, :, :, :], n, nyquist)
+        c = _compiled_coeffs(x, self._cosine_runs, nyquist)
+        if c is None:
+            _, _, twiddle, _ = _makhoul(n, x.device, x.dtype)
+            z = self._rfft(x)
+            c = torch.view_as_real(z)
+            for a, b in self._cosine_runs:
+                z[..., a:b, :, :].mul_(twiddle)
+                if nyquist != 1.0:
+                    self.cosine._scale_nyquist(c[..., a:b, :, :, :], n, nyquist)
         for a, b in self._hadamard_runs:
             rows = c[..., a:b, :, :, :].flatten(-2)  # n coefficients, then 1 or 2 zeros
             hadamard(x[..., a:b, :, :], out=rows[..., :n])
@@ -270,17 +373,19 @@ class CosineHadamard:
 
     def _inverse(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor], nyquist: float,
                  output_sign: bool) -> torch.Tensor:
-        """(..., H, Dh, n // 2 + 1, 2) -> (..., H, Dh, n), into `out` or a new tensor; overwrites
-        the cosine heads' part of y. The irFFT of the cosine heads (see `_irfft`), then the
-        Hadamard heads' outputs are written with their transform (irFFT leaves its input as
-        it was)."""
-        _, _, _, inv_twiddle = _makhoul(n, y.device, y.dtype)
-        y = y if y.is_contiguous() else y.contiguous()
-        for a, b in self._cosine_runs:
-            if nyquist != 1.0:
-                self.cosine._scale_nyquist(y[..., a:b, :, :, :], n, nyquist)
-            torch.view_as_complex(y)[..., a:b, :, :].mul_(inv_twiddle)
-        res = self._irfft(torch.view_as_complex(y), n, out)
+        """(..., H, Dh, n // 2 + 1, 2) -> (..., H, Dh, n), into `out` or a new tensor; may
+        overwrite the cosine heads' part of y. The cosine heads by the compiled kernel, else
+        by irFFT (see `_irfft`), then the Hadamard heads' outputs are written with their
+        transform (neither path touches their part of y)."""
+        res = _compiled_signal(y, n, self._cosine_runs, nyquist, out)
+        if res is None:
+            _, _, _, inv_twiddle = _makhoul(n, y.device, y.dtype)
+            y = y if y.is_contiguous() else y.contiguous()
+            for a, b in self._cosine_runs:
+                if nyquist != 1.0:
+                    self.cosine._scale_nyquist(y[..., a:b, :, :, :], n, nyquist)
+                torch.view_as_complex(y)[..., a:b, :, :].mul_(inv_twiddle)
+            res = self._irfft(torch.view_as_complex(y), n, out)
         if self.cosine.sine is not False and output_sign:
             self.cosine._output_sign_(res)
         for a, b in self._hadamard_runs:
@@ -291,7 +396,7 @@ class CosineHadamard:
         return self._forward(x, 1.0)
 
     def signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Inverse of `coeffs` (into `out` if given, else a new tensor); overwrites `y`."""
+        """Inverse of `coeffs` (into `out` if given, else a new tensor); may overwrite `y`."""
         return self._inverse(y, n, out, 1.0, output_sign=True)
 
     def grad_coeffs(self, g: torch.Tensor) -> torch.Tensor:
@@ -301,14 +406,16 @@ class CosineHadamard:
         return self._forward(g, 0.5)
 
     def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """coeffs^T gy (overwrites gy's cosine part), as FastDCT2.grad_signal for the cosine heads."""
+        """coeffs^T gy (may overwrite gy's cosine part), as FastDCT2.grad_signal for the cosine heads."""
         return self._inverse(gy, n, out, 2.0, output_sign=False)
 
 
 @cached
-def _hermitian_weight(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Multiplicity of each rFFT bin in the full spectrum: 1 for DC (and Nyquist), else 2."""
-    w = torch.full((n // 2 + 1,), 2.0, dtype=dtype)
+def _hermitian_weight(n: int, device: torch.device, dtype: torch.dtype, power: int = 1) -> torch.Tensor:
+    """Multiplicity of each rFFT bin in the full spectrum (1 for DC and Nyquist, else 2), to
+    `power` (1 or -1), as (n // 2 + 1, 1): it scales the (re, im) pairs of `view_as_real`, a
+    real product where a complex spectrum times a real tensor would be a complex one."""
+    w = torch.full((n // 2 + 1, 1), 2.0 ** power, dtype=dtype)
     w[0] = 1.0
     if n % 2 == 0:
         w[-1] = 1.0
@@ -332,19 +439,48 @@ class Fourier:
         return x
 
     def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
-        return torch.fft.rfft(x, norm="ortho").unsqueeze(-1)
+        return self._coeffs(x, 0)
+
+    def _coeffs(self, x: torch.Tensor, power: int) -> torch.Tensor:
+        """rFFT (ortho) of x, its interior bins times 2 ** power (the Hermitian weight, power 0
+        or 1), by the compiled kernel on CPU (`cosine_tokens.rfft_rows`) where it applies."""
+        n = x.shape[-1]
+        if _kernel_runs(n, x):
+            z = torch.empty(x.shape[:-1] + (n // 2 + 1,), dtype=_complex(x.dtype), device=x.device)
+            views = _row_views(x, False, torch.view_as_real(z), True)
+            if views is not None:
+                cosine_tokens.rfft_rows(*views, 2.0 ** power)
+                return z.unsqueeze(-1)
+        z = torch.fft.rfft(x, norm="ortho")
+        if power:
+            torch.view_as_real(z).mul_(_hermitian_weight(n, x.device, x.dtype))
+        return z.unsqueeze(-1)
 
     def signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return torch.fft.irfft(y.squeeze(-1), n=n, norm="ortho", out=out)
+        return self._signal(y, n, out, 0)
+
+    def _signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor], power: int) -> torch.Tensor:
+        """irFFT (ortho) of y (..., S, 1), its interior bins read times 2 ** power (power 0 or
+        -1), into `out` or a new tensor, by the compiled kernel where it applies (y left as
+        it was), else by torch (which may overwrite y)."""
+        z = y.squeeze(-1)
+        z = z if z.is_contiguous() else z.contiguous()
+        if _kernel_runs(n, z):
+            res = z.real.new_empty(z.shape[:-1] + (n,)) if out is None else out
+            views = _row_views(torch.view_as_real(z), True, res, False) if res.dtype == z.real.dtype else None
+            if views is not None:
+                cosine_tokens.irfft_rows(*views, 2.0 ** power)
+                return res
+        if power:
+            torch.view_as_real(z).mul_(_hermitian_weight(n, z.device, z.real.dtype, -1))  # halves: exact
+        return torch.fft.irfft(z, n=n, norm="ortho", out=out)
 
     def grad_coeffs(self, g: torch.Tensor) -> torch.Tensor:
-        n = g.shape[-1]
-        return torch.fft.rfft(g, norm="ortho").mul_(_hermitian_weight(n, g.device, g.dtype)).unsqueeze(-1)
+        return self._coeffs(g, 1)
 
     def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """May overwrite gy."""
-        w = _hermitian_weight(n, gy.device, gy.real.dtype)
-        return torch.fft.irfft(gy.squeeze(-1).div_(w), n=n, norm="ortho", out=out)
+        return self._signal(gy, n, out, -1)
 
 
 def transform_pair(kind: str, dct_type: int = 2) -> tuple[Callable, Callable]:
