@@ -403,11 +403,9 @@ static inline REAL *F(row_out)(const job_t *J, long r) {
 #define CL (64 / (long)sizeof(REAL))
 
 /* buffer record t (t < count, records `stride` values apart) gets, for each row l < live, the
-   row's `width` values at t * width (width 1: samples; 2: (re, im) pairs) at offset
-   `lanes_as_rows` ? l : (SRE(l), SIM(l)) */
-static void F(gather)(const REAL *const *in, int live, int width, long count, REAL *buf, long stride, int unused,
-                      int plain) {
-    (void)unused;
+   row's `width` values at t * width: with width 1 (samples) at offset l, with width 2 ((re,
+   im) pairs) at offsets SRE(l) and SIM(l) */
+static void F(gather)(const REAL *const *in, int live, int width, long count, REAL *buf, long stride) {
     REAL blk[2 * LANES][CL];
     const long per = CL / width; /* records per line */
     long t0 = 0;
@@ -415,7 +413,7 @@ static void F(gather)(const REAL *const *in, int live, int width, long count, RE
         for (int l = 0; l < live; l++) memcpy(blk[l], in[l] + t0 * width, sizeof blk[l]);
         for (long t = 0; t < per; t++) {
             REAL *rec = buf + (t0 + t) * stride;
-            if (plain)
+            if (width == 1)
                 for (int l = 0; l < live; l++) rec[l] = blk[l][t];
             else
                 for (int l = 0; l < live; l++) rec[SRE(l)] = blk[l][2 * t], rec[SIM(l)] = blk[l][2 * t + 1];
@@ -423,7 +421,7 @@ static void F(gather)(const REAL *const *in, int live, int width, long count, RE
     }
     for (; t0 < count; t0++) {
         REAL *rec = buf + t0 * stride;
-        if (plain)
+        if (width == 1)
             for (int l = 0; l < live; l++) rec[l] = in[l][t0];
         else
             for (int l = 0; l < live; l++) rec[SRE(l)] = in[l][2 * t0], rec[SIM(l)] = in[l][2 * t0 + 1];
@@ -473,7 +471,7 @@ static __attribute__((unused)) void F(forward_rows)(const job_t *J, long r0, REA
     int live = 0;
     for (; live < 2 * LANES && r0 + live < rows; live++) in[live] = F(row_in)(J, r0 + live);
     if (live < 2 * LANES) memset(buf, 0, (size_t)n * 2 * LANES * sizeof(REAL));
-    F(gather)(in, live, 1, n, buf, 2 * LANES, 0, 1);
+    F(gather)(in, live, 1, n, buf, 2 * LANES);
     const REAL *y = F(fft)(J, buf, bufb), *dtw = J->dtw;
     REAL *st = y == buf ? bufb : buf;
     const REAL f = (REAL)J->nyquist, fs = (REAL)(0.5 / sqrt((double)n));
@@ -515,7 +513,7 @@ static __attribute__((unused)) void F(inverse_rows)(const job_t *J, long r0, REA
     int live = 0;
     for (; live < 2 * LANES && r0 + live < rows; live++) in[live] = F(row_in)(J, r0 + live);
     if (live < 2 * LANES) memset(st, 0, (size_t)(h + 1) * 4 * LANES * sizeof(REAL));
-    F(gather)(in, live, 2, h + 1, st, 4 * LANES, 0, 0);
+    F(gather)(in, live, 2, h + 1, st, 4 * LANES);
     if (J->fourier) { /* conj of (V_A + i V_B), V the full spectra, so the forward FFT inverts */
         const REAL root = (REAL)(1 / sqrt((double)n)), inner = (REAL)J->nyquist * root;
         for (long k = 0; k <= h; k++) {

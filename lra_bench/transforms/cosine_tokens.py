@@ -28,6 +28,7 @@ import torch
 
 from lra_bench import kernels
 from lra_bench.transforms.cosine import _makhoul, cached
+from lra_bench.transforms.hadamard import common_layout, row_layout, spans_overlap
 
 RADICES = (4, 2, 3, 5)  # the kernel's FFT radices, in the order its stages use them
 _ENTRY = {torch.float32: "dct_tokens_f32", torch.float64: "dct_tokens_f64"}
@@ -149,74 +150,63 @@ def _rows_kernel(dtype: torch.dtype) -> Optional[Any]:
                             (long, i, p, p, p, p, long, long, p, long, long, long, long, ctypes.c_double, i, i, i))
 
 
-def rows_view(t: torch.Tensor) -> Optional[torch.Tensor]:
-    """t (..., R, m) as an (outer, R, m) view with unit stride along m, or None where the
-    leading axes do not merge into one stride (or t is not on CPU, or not float32/float64)."""
-    if t.device.type != "cpu" or t.dtype not in _ROWS or t.dim() < 2 or t.stride(-1) != 1:
-        return None
-    try:
-        return t.view(-1, *t.shape[-2:])
-    except RuntimeError:
-        return None
-
-
 def rows_available(n: int, dtype: torch.dtype) -> bool:
     """Whether `dct2_rows`/`dct3_rows` run for length n and dtype (the kernel built)."""
     return supported(n) and _rows_kernel(dtype) is not None
 
 
-def _rows_call(src: torch.Tensor, dst: torch.Tensor, n: int, nyquist: float, inverse: bool,
-               fourier: bool = False) -> None:
-    fn = _rows_kernel(src.dtype)
-    if fn is None or dst.dtype != src.dtype:
+def _rows_call(signal: torch.Tensor, pairs: torch.Tensor, factor: float, inverse: bool,
+               fourier: bool) -> Optional[torch.Tensor]:
+    """The rows kernel between signal (..., n) and its coefficients `pairs` (..., n // 2 + 1, 2),
+    pairs -> signal when `inverse`; returns the output, or None (nothing written) where the
+    kernel cannot address both as rows of one (outer, inner) split (`hadamard.row_layout`) or
+    their memory overlaps."""
+    lead, n = signal.shape[:-1], signal.shape[-1]
+    if tuple(pairs.shape) != tuple(lead) + (n // 2 + 1, 2) or pairs.stride(-1) != 1 or pairs.stride(-2) != 2:
+        what = "y" if inverse else "out"
+        raise ValueError(f"{what} has shape {tuple(pairs.shape)} and strides {pairs.stride()}; expected "
+                         f"{tuple(lead) + (n // 2 + 1, 2)} with its pairs contiguous")
+    fn = _rows_kernel(signal.dtype)
+    if fn is None or pairs.dtype != signal.dtype:
         raise RuntimeError("the compiled dct_rows kernel is unavailable for these tensors; check rows_available()")
-    radix, tw, dct_tw, _ = _plan(n, src.device, src.dtype)
+    layouts = row_layout(signal), row_layout(pairs.view(tuple(lead) + (-1,)))  # a pair row: 2 (n // 2 + 1) values
+    layouts = None if None in layouts else common_layout(*layouts)
+    if layouts is None or spans_overlap(signal, pairs):
+        return None
+    (signal_rows, pair_rows) = layouts
+    src, dst = (pairs, signal) if inverse else (signal, pairs)
+    (outer, inner, s0, s1), (_, _, d0, d1) = (pair_rows, signal_rows) if inverse else (signal_rows, pair_rows)
+    radix, tw, dct_tw, _ = _plan(n, signal.device, signal.dtype)
     stages = 0 if n == 1 else radix.numel()
-    rc = fn(n, stages, radix.data_ptr(), tw.data_ptr(), dct_tw.data_ptr(), src.data_ptr(), src.stride(0),
-            src.stride(1), dst.data_ptr(), dst.stride(0), dst.stride(1), src.shape[0], src.shape[1], nyquist,
-            int(fourier), int(inverse), torch.get_num_threads())
+    rc = fn(n, stages, radix.data_ptr(), tw.data_ptr(), dct_tw.data_ptr(), src.data_ptr(), s0, s1, dst.data_ptr(),
+            d0, d1, outer, inner, factor, int(fourier), int(inverse), torch.get_num_threads())
     if rc != 0:
         raise RuntimeError(f"dct_rows kernel failed (code {rc}: 1 = out of memory, 2 = bad shape)")
+    return dst
 
 
-def _check_pairs(t: torch.Tensor, o: int, r: int, n: int, what: str) -> None:
-    if tuple(t.shape) != (o, r, n // 2 + 1, 2) or t.stride(-1) != 1 or t.stride(-2) != 2:
-        raise ValueError(f"{what} has shape {tuple(t.shape)} and strides {t.stride()}; expected ({o}, {r}, "
-                         f"{n // 2 + 1}, 2) with its pairs contiguous")
-
-
-def dct2_rows(x: torch.Tensor, out: torch.Tensor, nyquist: float = 1.0) -> torch.Tensor:
+def dct2_rows(x: torch.Tensor, out: torch.Tensor, nyquist: float = 1.0) -> Optional[torch.Tensor]:
     """Packed orthonormal DCT-II (`spectral.FastDCT2.coeffs`, Nyquist pair times `nyquist`)
-    of x (O, R, n), rows in Makhoul order, into out (O, R, n // 2 + 1, 2) (`rows_view`s)."""
-    o, r, n = x.shape
-    _check_pairs(out, o, r, n, "out")
-    _rows_call(x, out, n, nyquist, inverse=False)
-    return out
+    of x (..., n), rows in Makhoul order, into out (..., n // 2 + 1, 2); returns out, or None
+    (nothing written) where the kernel cannot address them (see `_rows_call`)."""
+    return _rows_call(x, out, nyquist, inverse=False, fourier=False)
 
 
-def dct3_rows(y: torch.Tensor, out: torch.Tensor, nyquist: float = 1.0) -> torch.Tensor:
+def dct3_rows(y: torch.Tensor, out: torch.Tensor, nyquist: float = 1.0) -> Optional[torch.Tensor]:
     """The inverse of `dct2_rows` (`spectral.FastDCT2.signal`, which reads the Nyquist pair as
-    `nyquist` times its average): y (O, R, n // 2 + 1, 2) -> out (O, R, n), Makhoul order."""
-    o, r, n = out.shape
-    _check_pairs(y, o, r, n, "y")
-    _rows_call(y, out, n, nyquist, inverse=True)
-    return out
+    `nyquist` times its average): y (..., n // 2 + 1, 2) -> out (..., n), Makhoul order; out,
+    or None as `dct2_rows`."""
+    return _rows_call(out, y, nyquist, inverse=True, fourier=False)
 
 
-def rfft_rows(x: torch.Tensor, out: torch.Tensor, interior: float = 1.0) -> torch.Tensor:
-    """`torch.fft.rfft(x, norm="ortho")` of x (O, R, n) as (re, im) pairs in out (O, R,
-    n // 2 + 1, 2), the bins 0 < k < n/2 times `interior`."""
-    o, r, n = x.shape
-    _check_pairs(out, o, r, n, "out")
-    _rows_call(x, out, n, interior, inverse=False, fourier=True)
-    return out
+def rfft_rows(x: torch.Tensor, out: torch.Tensor, interior: float = 1.0) -> Optional[torch.Tensor]:
+    """`torch.fft.rfft(x, norm="ortho")` of x (..., n) as (re, im) pairs in out (...,
+    n // 2 + 1, 2), the bins 0 < k < n/2 times `interior`; out, or None as `dct2_rows`."""
+    return _rows_call(x, out, interior, inverse=False, fourier=True)
 
 
-def irfft_rows(y: torch.Tensor, out: torch.Tensor, interior: float = 1.0) -> torch.Tensor:
-    """`torch.fft.irfft(y, n, norm="ortho")` of the (re, im) pairs y (O, R, n // 2 + 1, 2)
-    into out (O, R, n), the bins 0 < k < n/2 read times `interior` (DC's and Nyquist's
-    imaginary parts are ignored, as torch does)."""
-    o, r, n = out.shape
-    _check_pairs(y, o, r, n, "y")
-    _rows_call(y, out, n, interior, inverse=True, fourier=True)
-    return out
+def irfft_rows(y: torch.Tensor, out: torch.Tensor, interior: float = 1.0) -> Optional[torch.Tensor]:
+    """`torch.fft.irfft(y, n, norm="ortho")` of the (re, im) pairs y (..., n // 2 + 1, 2)
+    into out (..., n), the bins 0 < k < n/2 read times `interior` (DC's and Nyquist's
+    imaginary parts are ignored, as torch does); out, or None as `dct2_rows`."""
+    return _rows_call(out, y, interior, inverse=True, fourier=True)

@@ -105,7 +105,7 @@ def row_layout(t: torch.Tensor) -> Optional[tuple[int, int, int, int]]:
     return outer, inner, outer_stride, row
 
 
-def _common_layout(a: tuple, b: tuple) -> Optional[tuple[tuple, tuple]]:
+def common_layout(a: tuple, b: tuple) -> Optional[tuple[tuple, tuple]]:
     """Layouts a and b (of tensors with the same rows) with one (outer, inner) split, or None."""
     if a[:2] == b[:2]:
         return a, b
@@ -116,7 +116,7 @@ def _common_layout(a: tuple, b: tuple) -> Optional[tuple[tuple, tuple]]:
     return None
 
 
-def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+def spans_overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether the memory spans of a and b (first to last element) intersect."""
     def span(t: torch.Tensor) -> tuple[int, int]:
         start = t.data_ptr()
@@ -133,13 +133,13 @@ def _compiled(fn: Any, x: torch.Tensor, out: Optional[torch.Tensor] = None) -> t
         dst = torch.empty(x.shape, dtype=x.dtype)
         dst_layout = row_layout(dst)
     if x.numel():
-        layouts = None if src_layout is None else _common_layout(src_layout, dst_layout)
+        layouts = None if src_layout is None else common_layout(src_layout, dst_layout)
         same = src.data_ptr() == dst.data_ptr() and src.stride() == dst.stride()
-        if layouts is None or (not same and _overlap(src, dst)):
+        if layouts is None or (not same and spans_overlap(src, dst)):
             # a layout the kernel cannot take, layouts split differently, or memory shared
             # other than row for row: read a contiguous copy
             src = src.clone(memory_format=torch.contiguous_format)
-            layouts = _common_layout(row_layout(src), dst_layout)
+            layouts = common_layout(row_layout(src), dst_layout)
         (outer, inner, s_outer, s_row), (_, _, d_outer, d_row) = layouts
         fn(src.data_ptr(), dst.data_ptr(), outer, inner, x.shape[-1], s_outer, s_row, d_outer, d_row,
            torch.get_num_threads())

@@ -92,58 +92,29 @@ class Orthonormal:
         return self.signal(gy, n, out)
 
 
-def _as_rows(t: torch.Tensor, packed: bool, outer_rows: tuple[int, int]) -> Optional[torch.Tensor]:
-    """t (..., m), or (..., S, 2) when `packed`, as an (outer, rows, ...) view (outer_rows,
-    -1 allowed once) whose rows the compiled kernel can address, or None."""
-    tail = tuple(t.shape[-2:] if packed else t.shape[-1:])
-    if packed and (t.stride(-2) != 2 or t.stride(-1) != 1):
-        return None
-    try:
-        v = t.view(outer_rows + tail)
-    except RuntimeError:
-        return None
-    return v if packed else cosine_tokens.rows_view(v)
-
-
-def _row_views(a: torch.Tensor, a_packed: bool, b: torch.Tensor, b_packed: bool) -> Optional[tuple]:
-    """a and b, with the same leading axes, as (outer, rows, ...) views of one shape for the
-    compiled rows kernel (`_as_rows`), or None: all rows as one block, else blocks of the
-    last two leading axes (heads and channels), else of the last."""
-    lead = a.shape[: a.dim() - (2 if a_packed else 1)]
-    if len(lead) == 0:
-        return None
-    splits = [(1, -1)] + ([(-1, lead[-2] * lead[-1])] if len(lead) >= 2 else []) + [(-1, lead[-1])]
-    for split in splits:
-        va, vb = _as_rows(a, a_packed, split), _as_rows(b, b_packed, split)
-        if va is not None and vb is not None:
-            return va, vb
-    return None
-
-
 def _kernel_runs(n: int, x: torch.Tensor) -> bool:
     """Whether the compiled rows kernel (`cosine_tokens.dct2_rows`) transforms x's rows."""
     return x.device.type == "cpu" and cosine_tokens.rows_available(n, x.real.dtype)
 
 
-def _compiled_runs(src: torch.Tensor, src_packed: bool, dst: torch.Tensor, runs: Sequence[tuple[int, int]],
+def _compiled_runs(src: torch.Tensor, src_packed: bool, dst: torch.Tensor, runs: Optional[Sequence[tuple[int, int]]],
                    transform: Callable, nyquist: float) -> bool:
-    """`transform` (`cosine_tokens.dct2_rows` or `dct3_rows`) of the heads in `runs` of src into
-    dst, both (..., H, Dh, ...): True, or False (nothing written) where the views do not fit."""
+    """`transform` (`cosine_tokens.dct2_rows` or `dct3_rows`) of src into dst, both
+    (..., H, Dh, ...), for the heads in `runs` (all of both tensors when None): False where the
+    kernel cannot address a run's rows (earlier runs may then have been written; the caller
+    runs torch's path, which writes them all)."""
     src_axis, dst_axis = (-4, -3) if src_packed else (-3, -4)
-    pairs = [_row_views(src.narrow(src_axis, a, b - a), src_packed, dst.narrow(dst_axis, a, b - a), not src_packed)
-             for a, b in runs]
-    if any(pair is None for pair in pairs):
-        return False
-    for pair in pairs:
-        transform(*pair, nyquist)
-    return True
+    pairs = [(src, dst)] if runs is None else [(src.narrow(src_axis, a, b - a), dst.narrow(dst_axis, a, b - a))
+                                               for a, b in runs]
+    return all(transform(s, d, nyquist) is not None for s, d in pairs)
 
 
-def _compiled_coeffs(x: torch.Tensor, runs: Sequence[tuple[int, int]], nyquist: float) -> Optional[torch.Tensor]:
-    """Packed DCT-II coefficients (..., H, Dh, n // 2 + 1, 2) of the heads in `runs` ([start,
-    stop) along axis -3) of x (..., H, Dh, n), Nyquist pair times `nyquist`, by the compiled
-    kernel, in a new tensor (other heads' rows unwritten); None where the kernel does not
-    apply (nothing computed)."""
+def _compiled_coeffs(x: torch.Tensor, runs: Optional[Sequence[tuple[int, int]]],
+                     nyquist: float) -> Optional[torch.Tensor]:
+    """Packed DCT-II coefficients (..., n // 2 + 1, 2) of x (..., n), Nyquist pair times
+    `nyquist`, by the compiled kernel, in a new tensor: of the heads in `runs` ([start, stop)
+    along axis -3 of x (..., H, Dh, n); other heads' rows unwritten), or of every row when
+    None. None where the kernel does not apply (nothing returned)."""
     n = x.shape[-1]
     if not _kernel_runs(n, x):
         return None
@@ -151,16 +122,18 @@ def _compiled_coeffs(x: torch.Tensor, runs: Sequence[tuple[int, int]], nyquist: 
     return c if _compiled_runs(x, False, c, runs, cosine_tokens.dct2_rows, nyquist) else None
 
 
-def _compiled_signal(y: torch.Tensor, n: int, runs: Sequence[tuple[int, int]], nyquist: float,
+def _compiled_signal(y: torch.Tensor, n: int, runs: Optional[Sequence[tuple[int, int]]], nyquist: float,
                      out: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """The inverse of `_compiled_coeffs`: y (..., H, Dh, n // 2 + 1, 2) -> the heads in `runs`
-    of out (..., H, Dh, n) (a new tensor when None; other heads' rows unwritten); y is left
-    as it is. None where the kernel does not apply (nothing written)."""
+    """The inverse of `_compiled_coeffs`: y (..., n // 2 + 1, 2) -> out (..., n) (a new tensor
+    when None), for the heads in `runs` or every row; y is left as it is. None where the
+    kernel does not apply (`out` may then hold some runs; the caller's torch path rewrites
+    them)."""
     if not _kernel_runs(n, y) or y.is_complex():
         return None
     res = y.new_empty(y.shape[:-2] + (n,)) if out is None else out
     if res.dtype != y.dtype:
         return None
+    y = y if y.is_contiguous() else y.contiguous()  # pairs contiguous, as the kernel reads them
     return res if _compiled_runs(y, True, res, runs, cosine_tokens.dct3_rows, nyquist) else None
 
 
@@ -227,13 +200,14 @@ class FastDCT2:
         """`coeffs` with the Nyquist pair times `nyquist`: by the compiled rows kernel on CPU,
         else an rFFT and a twiddle product."""
         n = x.shape[-1]
-        c = _compiled_coeffs(x.unsqueeze(-2).unsqueeze(-3), [(0, 1)], nyquist) if _kernel_runs(n, x) else None
+        c = _compiled_coeffs(x, None, nyquist)
         if c is not None:
-            return c.view(x.shape[:-1] + c.shape[-2:])
+            return c
         _, _, twiddle, _ = _makhoul(n, x.device, x.dtype)
         z = torch.fft.rfft(x)
         z.mul_(twiddle)
-        return self._scale_nyquist(torch.view_as_real(z), n, nyquist) if nyquist != 1.0 else torch.view_as_real(z)
+        c = torch.view_as_real(z)
+        return self._scale_nyquist(c, n, nyquist) if nyquist != 1.0 else c
 
     def signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor] = None,
                output_sign: bool = True) -> torch.Tensor:
@@ -243,11 +217,7 @@ class FastDCT2:
     def _signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor], nyquist: float,
                 output_sign: bool) -> torch.Tensor:
         """`signal` reading the Nyquist pair times `nyquist`."""
-        x = None
-        if _kernel_runs(n, y) and not y.is_complex():
-            x = _compiled_signal(y.unsqueeze(-3).unsqueeze(-4), n, [(0, 1)], nyquist,
-                                 None if out is None else out.unsqueeze(-2).unsqueeze(-3))
-            x = None if x is None else x.view(y.shape[:-2] + (n,))
+        x = _compiled_signal(y, n, None, nyquist, out)
         if x is None:
             if nyquist != 1.0:
                 self._scale_nyquist(y, n, nyquist)
@@ -352,9 +322,10 @@ class CosineHadamard:
         return res
 
     def _forward(self, x: torch.Tensor, nyquist: float) -> torch.Tensor:
-        """(..., H, Dh, n) -> (..., H, Dh, n // 2 + 1, 2): the rFFT of the cosine heads (see
-        `_rfft`), twiddled (their Nyquist pair times `nyquist`); the Hadamard heads' rows are
-        then written with their transform and zeros."""
+        """(..., H, Dh, n) -> (..., H, Dh, n // 2 + 1, 2): the cosine heads' packed coefficients
+        (their Nyquist pair times `nyquist`), by the compiled kernel, else by rFFT (see `_rfft`)
+        and a twiddle product; the Hadamard heads' rows are then written with their transform
+        and zeros."""
         n = x.shape[-1]
         c = _compiled_coeffs(x, self._cosine_runs, nyquist)
         if c is None:
@@ -447,9 +418,7 @@ class Fourier:
         n = x.shape[-1]
         if _kernel_runs(n, x):
             z = torch.empty(x.shape[:-1] + (n // 2 + 1,), dtype=_complex(x.dtype), device=x.device)
-            views = _row_views(x, False, torch.view_as_real(z), True)
-            if views is not None:
-                cosine_tokens.rfft_rows(*views, 2.0 ** power)
+            if cosine_tokens.rfft_rows(x, torch.view_as_real(z), 2.0 ** power) is not None:
                 return z.unsqueeze(-1)
         z = torch.fft.rfft(x, norm="ortho")
         if power:
@@ -467,9 +436,8 @@ class Fourier:
         z = z if z.is_contiguous() else z.contiguous()
         if _kernel_runs(n, z):
             res = z.real.new_empty(z.shape[:-1] + (n,)) if out is None else out
-            views = _row_views(torch.view_as_real(z), True, res, False) if res.dtype == z.real.dtype else None
-            if views is not None:
-                cosine_tokens.irfft_rows(*views, 2.0 ** power)
+            pairs = torch.view_as_real(z)
+            if res.dtype == pairs.dtype and cosine_tokens.irfft_rows(pairs, res, 2.0 ** power) is not None:
                 return res
         if power:
             torch.view_as_real(z).mul_(_hermitian_weight(n, z.device, z.real.dtype, -1))  # halves: exact

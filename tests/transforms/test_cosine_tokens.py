@@ -181,6 +181,20 @@ def test_rows_read_and_write_views_with_an_outer_stride():
     assert back_base[:, :, 0].abs().sum() == 0 and back_base[:, :, 3].abs().sum() == 0
 
 
+def test_rows_take_any_leading_axes_and_decline_layouts_they_cannot_address():
+    base = torch.randn(2, 3, 4, 8, 64)
+    heads = base.narrow(2, 1, 2)  # (2, 3, 2, 8, 64): rows in blocks of 16, blocks 4 * 8 rows apart
+    out = torch.full((2, 3, 2, 8, 33, 2), float("nan"))
+    assert dct2_rows(heads, out) is out
+    torch.testing.assert_close(out, packed_reference(heads.contiguous()), rtol=0, atol=1e-5)
+    scattered = base.permute(2, 0, 1, 3, 4)  # rows at three unrelated strides: no (outer, inner) split
+    declined = torch.full((4, 2, 3, 8, 33, 2), float("nan"))
+    assert dct2_rows(scattered, declined) is None and declined.isnan().all()
+    pairs = torch.randn(2, 3, 4, 8, 33, 2)
+    signal = torch.full((4, 2, 3, 8, 64), float("nan"))
+    assert dct3_rows(pairs.permute(2, 0, 1, 3, 4, 5), signal) is None and signal.isnan().all()
+
+
 def test_rows_results_do_not_depend_on_the_thread_count():
     x = torch.randn(3, 100, 1000)
     previous = torch.get_num_threads()
