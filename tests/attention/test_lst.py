@@ -11,6 +11,7 @@ import scipy.fft as sf
 import scipy.linalg as sl
 import torch
 
+from lra_bench import kernels
 from lra_bench.attention import DCTAttention, HadamardAttention, LSTAttention, MixedSpectralAttention
 from lra_bench.attention import lst_core
 from lra_bench.attention.lst_core import gather_tokens, retain_spectra, spectral_core
@@ -222,11 +223,14 @@ MERGED_CASES = {"mixed": lambda: LSTAttention(D, H, "mixed"), "mixed_unnormalize
 
 @pytest.mark.parametrize("make", MERGED_CASES.values(), ids=MERGED_CASES.keys())
 @pytest.mark.parametrize("n", [1, 2, 16, 64, 2048])
-@pytest.mark.parametrize("per_run_calls", [0, 10 ** 6])  # FFTs of every row / of the cosine heads' rows only
-def test_mixed_layers_merge_cosine_and_hadamard_heads_at_pow2_lengths(make, n, per_run_calls, monkeypatch):
+@pytest.mark.parametrize("path", ["compiled", "torch_every_row", "torch_cosine_rows"])
+def test_mixed_layers_merge_cosine_and_hadamard_heads_at_pow2_lengths(make, n, path, monkeypatch):
     """At power-of-two lengths the cosine and Hadamard heads run as one group; outputs and
-    every gradient equal those of separate groups, masked or not."""
-    monkeypatch.setattr(spectral, "PER_RUN_CALLS", per_run_calls)
+    every gradient equal those of separate groups, masked or not: with the compiled
+    transforms, and with torch's FFTs of every row or of the cosine heads' rows only."""
+    if path != "compiled":
+        monkeypatch.setenv(kernels.ENV_SWITCH, "0")
+        monkeypatch.setattr(spectral, "PER_RUN_CALLS", 0 if path == "torch_every_row" else 10 ** 6)
     torch.manual_seed(0)
     layer = randomize(make()).double()
     assert len(layer._pow2_groups) == len(layer._groups) - 1
