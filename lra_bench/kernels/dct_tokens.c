@@ -92,9 +92,24 @@ typedef double vd8 __attribute__((vector_size(64)));
 #define SUF f64s
 #include __FILE__
 
+/* A thread's tile buffer of at least `bytes` (a multiple of 64), kept for the thread's next
+   call: the threads are torch's OpenMP pool, which lives as long as the process, and a
+   buffer of about a MiB allocated and freed on every call faulted in fresh pages on some
+   calls and not others. NULL when it cannot be allocated. */
+static void *tile_buffer(size_t bytes) {
+    static _Thread_local void *buf;
+    static _Thread_local size_t size;
+    if (size < bytes) {
+        free(buf);
+        buf = aligned_alloc(64, bytes);
+        size = buf == NULL ? 0 : bytes;
+    }
+    return buf;
+}
+
 /* The entries' common frame: `units` independent tiles from an OpenMP loop, each thread with
-   its own `bytes` of tile buffer (`buf`); BODY handles tile u. Returns from the entry: 0, or 1
-   when a buffer could not be allocated. */
+   its own `bytes` of tile buffer (`buf`, `tile_buffer`); BODY handles tile u. Returns from the
+   entry: 0, or 1 when a buffer could not be allocated. */
 #define RUN_TILES(REAL, units, bytes, BODY)                                                              \
     do {                                                                                                 \
         int failed = 0;                                                                                  \
@@ -102,13 +117,12 @@ typedef double vd8 __attribute__((vector_size(64)));
         if (threads > (units)) threads = (int)(units);                                                   \
         if (threads < 1) threads = 1;                                                                    \
         _Pragma("omp parallel num_threads(threads) reduction(| : failed)") {                             \
-            REAL *buf = aligned_alloc(64, bytes);                                                        \
+            REAL *buf = tile_buffer(bytes);                                                              \
             failed |= buf == NULL;                                                                       \
             _Pragma("omp for schedule(dynamic, 1)") for (long u = 0; u < (units); u++) {                 \
                 if (buf == NULL) continue;                                                               \
                 BODY                                                                                     \
             }                                                                                            \
-            free(buf);                                                                                   \
         }                                                                                                \
         return failed;                                                                                   \
     } while (0)
