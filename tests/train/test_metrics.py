@@ -55,7 +55,7 @@ KEEP = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
 @pytest.mark.skipif(not _glibc(), reason="GLIBC_TUNABLES is glibc's")
 def test_with_the_recommended_tunables_a_training_step_reuses_its_memory():
     """README.md's "CPU runs and malloc": with these tunables a layer's training step faults
-    in at most a few MiB of fresh pages (about 800-1300 pages measured); glibc's default
+    in at most a few MiB of fresh pages (0-1300 pages measured); glibc's default
     varies from run to run between that and 5000-10000 pages (20-40 MiB) per step."""
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     env["GLIBC_TUNABLES"] = KEEP
