@@ -64,7 +64,8 @@ typedef struct {
     void *colsum;        /* (B, D): the forward's weighted input summed over tokens, or NULL */
     int sine;            /* DST-II: inputs (forward) or outputs (inverse) at Makhoul positions >= ceil(n/2) negated */
     double nyquist;      /* rows layout: the factor on the Nyquist pair, or (fourier) on the interior bins */
-    int fourier;         /* rows layout: the unitary DFT's half spectrum instead (see the rows entry) */
+    int fourier;         /* rows layout: the unitary DFT's half spectrum instead, 2: of rows in Makhoul
+                            order (see the rows entry) */
 } job_t;
 
 /* float: 16 lanes (one AVX-512 register, two AVX ones); double: 8; scalar tiles for the rest */
@@ -162,10 +163,12 @@ DEFINE_ENTRY(double, f64v, f64s, 8, dct_tokens_f64)
    as (X[k], -X[n-k]), and the Nyquist coefficient as nyquist * (re - im) / 2 (its average),
    as torch's irFFT of the packed spectrum does. A tile is 2 x LANES rows (a row each for
    the real and imaginary parts of a lane), gathered into the tile buffer and scattered back;
-   the last tile may be partial. With `fourier`, rows in natural order and the unitary DFT's
+   the last tile may be partial. With `fourier` 1, rows in natural order and the unitary DFT's
    half spectrum instead (torch.fft.rfft / irfft with norm="ortho"; the inverse reads only
    the real parts of bins 0 and n/2), the interior bins 0 < k < n/2 times `nyquist` (2 and
-   1/2 make the adjoints). Same return codes (2: n < 1). */
+   1/2 make the adjoints); with `fourier` 2 the same spectrum of rows in Makhoul order (the
+   forward reads them, and the inverse writes them, in that order). Same return codes (2:
+   n < 1). */
 #define DEFINE_ROWS(REAL, VSUF, LANES, NAME)                                                               \
     int NAME(long n, int nst, const int *radix, const REAL *tw, const REAL *dtw, const REAL *src, long s0,  \
              long s1, REAL *dst, long d0, long d1, long outer, long inner, double nyquist, int fourier,     \
@@ -416,17 +419,24 @@ static inline REAL *F(row_out)(const job_t *J, long r) {
    line is touched twice (rows a power of two apart share an L1 set). */
 #define CL (64 / (long)sizeof(REAL))
 
-/* buffer record t (t < count, records `stride` values apart) gets, for each row l < live, the
-   row's `width` values at t * width: with width 1 (samples) at offset l, with width 2 ((re,
-   im) pairs) at offsets SRE(l) and SIM(l) */
-static void F(gather)(const REAL *const *in, int live, int width, long count, REAL *buf, long stride) {
+/* the buffer record of a row's value t: t itself, or with `makhoul` (count values in
+   Makhoul order, read into natural order) the sample that Makhoul position t holds */
+static inline long F(record)(long t, long count, int makhoul) {
+    return !makhoul ? t : t < (count + 1) / 2 ? 2 * t : 2 * (count - 1 - t) + 1;
+}
+
+/* buffer record t (t < count, records `stride` values apart; see `record`) gets, for each row
+   l < live, the row's `width` values at t * width: with width 1 (samples) at offset l, with
+   width 2 ((re, im) pairs) at offsets SRE(l) and SIM(l) */
+static inline __attribute__((always_inline)) void F(gather)(const REAL *const *in, int live, int width, long count,
+                                                            REAL *buf, long stride, int makhoul) {
     REAL blk[2 * LANES][CL];
     const long per = CL / width; /* records per line */
     long t0 = 0;
     for (; t0 + per <= count; t0 += per) {
         for (int l = 0; l < live; l++) memcpy(blk[l], in[l] + t0 * width, sizeof blk[l]);
         for (long t = 0; t < per; t++) {
-            REAL *rec = buf + (t0 + t) * stride;
+            REAL *rec = buf + F(record)(t0 + t, count, makhoul) * stride;
             if (width == 1)
                 for (int l = 0; l < live; l++) rec[l] = blk[l][t];
             else
@@ -434,7 +444,7 @@ static void F(gather)(const REAL *const *in, int live, int width, long count, RE
         }
     }
     for (; t0 < count; t0++) {
-        REAL *rec = buf + t0 * stride;
+        REAL *rec = buf + F(record)(t0, count, makhoul) * stride;
         if (width == 1)
             for (int l = 0; l < live; l++) rec[l] = in[l][t0];
         else
@@ -461,20 +471,24 @@ static void F(scatter)(REAL *const *out, int live, const REAL *st, long count) {
     }
 }
 
-/* the inverse's n samples out of the FFT result y: lane l < LANES is the real part, the
-   rest the imaginary part negated (the conjugation of the inverse) */
-static void F(put)(REAL *const *out, int live, const REAL *y, long n) {
+/* the inverse's n samples out of the FFT result y (with `makhoul`, written in Makhoul order:
+   see `record`): lane l < LANES is the real part, the rest the imaginary part negated (the
+   conjugation of the inverse) */
+static inline __attribute__((always_inline)) void F(put)(REAL *const *out, int live, const REAL *y, long n,
+                                                         int makhoul) {
     REAL blk[CL];
     long j0 = 0;
     for (; j0 + CL <= n; j0 += CL)
         for (int l = 0; l < live; l++) {
-            for (long j = 0; j < CL; j++) blk[j] = y[(j0 + j) * 2 * LANES + l];
+            for (long j = 0; j < CL; j++) blk[j] = y[F(record)(j0 + j, n, makhoul) * 2 * LANES + l];
             if (l >= LANES)
                 for (long j = 0; j < CL; j++) blk[j] = -blk[j];
             memcpy(out[l] + j0, blk, sizeof blk);
         }
-    for (; j0 < n; j0++)
-        for (int l = 0; l < live; l++) out[l][j0] = l < LANES ? y[j0 * 2 * LANES + l] : -y[j0 * 2 * LANES + l];
+    for (; j0 < n; j0++) {
+        const REAL *yj = y + F(record)(j0, n, makhoul) * 2 * LANES;
+        for (int l = 0; l < live; l++) out[l][j0] = l < LANES ? yj[l] : -yj[l];
+    }
 }
 
 /* packed DCT-II coefficients of rows r0 .. r0 + 2 LANES - 1 */
@@ -485,7 +499,10 @@ static __attribute__((unused)) void F(forward_rows)(const job_t *J, long r0, REA
     int live = 0;
     for (; live < 2 * LANES && r0 + live < rows; live++) in[live] = F(row_in)(J, r0 + live);
     if (live < 2 * LANES) memset(buf, 0, (size_t)n * 2 * LANES * sizeof(REAL));
-    F(gather)(in, live, 1, n, buf, 2 * LANES);
+    if (J->fourier == 2) /* inlined with a constant `makhoul`, so the plain copy keeps its loops */
+        F(gather)(in, live, 1, n, buf, 2 * LANES, 1);
+    else
+        F(gather)(in, live, 1, n, buf, 2 * LANES, 0);
     const REAL *y = F(fft)(J, buf, bufb), *dtw = J->dtw;
     REAL *st = y == buf ? bufb : buf;
     const REAL f = (REAL)J->nyquist, fs = (REAL)(0.5 / sqrt((double)n));
@@ -527,7 +544,7 @@ static __attribute__((unused)) void F(inverse_rows)(const job_t *J, long r0, REA
     int live = 0;
     for (; live < 2 * LANES && r0 + live < rows; live++) in[live] = F(row_in)(J, r0 + live);
     if (live < 2 * LANES) memset(st, 0, (size_t)(h + 1) * 4 * LANES * sizeof(REAL));
-    F(gather)(in, live, 2, h + 1, st, 4 * LANES);
+    F(gather)(in, live, 2, h + 1, st, 4 * LANES, 0);
     if (J->fourier) { /* conj of (V_A + i V_B), V the full spectra, so the forward FFT inverts */
         const REAL root = (REAL)(1 / sqrt((double)n)), inner = (REAL)J->nyquist * root;
         for (long k = 0; k <= h; k++) {
@@ -572,7 +589,10 @@ static __attribute__((unused)) void F(inverse_rows)(const job_t *J, long r0, REA
     const REAL *y = F(fft)(J, buf, bufb);
     REAL *out[2 * LANES];
     for (int l = 0; l < live; l++) out[l] = F(row_out)(J, r0 + l);
-    F(put)(out, live, y, n);
+    if (J->fourier == 2)
+        F(put)(out, live, y, n, 1);
+    else
+        F(put)(out, live, y, n, 0);
 }
 
 #undef SRE

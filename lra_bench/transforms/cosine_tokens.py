@@ -156,9 +156,10 @@ def rows_available(n: int, dtype: torch.dtype) -> bool:
 
 
 def _rows_call(signal: torch.Tensor, pairs: torch.Tensor, factor: float, inverse: bool,
-               fourier: bool) -> Optional[torch.Tensor]:
+               fourier: int) -> Optional[torch.Tensor]:
     """The rows kernel between signal (..., n) and its coefficients `pairs` (..., n // 2 + 1, 2),
-    pairs -> signal when `inverse`; returns the output, or None (nothing written) where the
+    pairs -> signal when `inverse`; fourier: 0 packed DCT-II, 1 unitary half spectrum, 2 the
+    same of a signal in Makhoul order. Returns the output, or None (nothing written) where the
     kernel cannot address both as rows of one (outer, inner) split (`hadamard.row_layout`) or
     their memory overlaps."""
     lead, n = signal.shape[:-1], signal.shape[-1]
@@ -179,7 +180,7 @@ def _rows_call(signal: torch.Tensor, pairs: torch.Tensor, factor: float, inverse
     radix, tw, dct_tw, _ = _plan(n, signal.device, signal.dtype)
     stages = 0 if n == 1 else radix.numel()
     rc = fn(n, stages, radix.data_ptr(), tw.data_ptr(), dct_tw.data_ptr(), src.data_ptr(), s0, s1, dst.data_ptr(),
-            d0, d1, outer, inner, factor, int(fourier), int(inverse), torch.get_num_threads())
+            d0, d1, outer, inner, factor, fourier, int(inverse), torch.get_num_threads())
     if rc != 0:
         raise RuntimeError(f"dct_rows kernel failed (code {rc}: 1 = out of memory, 2 = bad shape)")
     return dst
@@ -189,24 +190,29 @@ def dct2_rows(x: torch.Tensor, out: torch.Tensor, nyquist: float = 1.0) -> Optio
     """Packed orthonormal DCT-II (`spectral.FastDCT2.coeffs`, Nyquist pair times `nyquist`)
     of x (..., n), rows in Makhoul order, into out (..., n // 2 + 1, 2); returns out, or None
     (nothing written) where the kernel cannot address them (see `_rows_call`)."""
-    return _rows_call(x, out, nyquist, inverse=False, fourier=False)
+    return _rows_call(x, out, nyquist, inverse=False, fourier=0)
 
 
 def dct3_rows(y: torch.Tensor, out: torch.Tensor, nyquist: float = 1.0) -> Optional[torch.Tensor]:
     """The inverse of `dct2_rows` (`spectral.FastDCT2.signal`, which reads the Nyquist pair as
     `nyquist` times its average): y (..., n // 2 + 1, 2) -> out (..., n), Makhoul order; out,
     or None as `dct2_rows`."""
-    return _rows_call(out, y, nyquist, inverse=True, fourier=False)
+    return _rows_call(out, y, nyquist, inverse=True, fourier=0)
 
 
-def rfft_rows(x: torch.Tensor, out: torch.Tensor, interior: float = 1.0) -> Optional[torch.Tensor]:
+def rfft_rows(x: torch.Tensor, out: torch.Tensor, interior: float = 1.0,
+              makhoul: bool = False) -> Optional[torch.Tensor]:
     """`torch.fft.rfft(x, norm="ortho")` of x (..., n) as (re, im) pairs in out (...,
-    n // 2 + 1, 2), the bins 0 < k < n/2 times `interior`; out, or None as `dct2_rows`."""
-    return _rows_call(x, out, interior, inverse=False, fourier=True)
+    n // 2 + 1, 2), the bins 0 < k < n/2 times `interior`; with `makhoul`, x's rows are in
+    Makhoul order (x[..., makhoul_perm] of the signal transformed). out, or None as
+    `dct2_rows`."""
+    return _rows_call(x, out, interior, inverse=False, fourier=2 if makhoul else 1)
 
 
-def irfft_rows(y: torch.Tensor, out: torch.Tensor, interior: float = 1.0) -> Optional[torch.Tensor]:
+def irfft_rows(y: torch.Tensor, out: torch.Tensor, interior: float = 1.0,
+               makhoul: bool = False) -> Optional[torch.Tensor]:
     """`torch.fft.irfft(y, n, norm="ortho")` of the (re, im) pairs y (..., n // 2 + 1, 2)
     into out (..., n), the bins 0 < k < n/2 read times `interior` (DC's and Nyquist's
-    imaginary parts are ignored, as torch does); out, or None as `dct2_rows`."""
-    return _rows_call(out, y, interior, inverse=True, fourier=True)
+    imaginary parts are ignored, as torch does), written in Makhoul order with `makhoul`;
+    out, or None as `dct2_rows`."""
+    return _rows_call(out, y, interior, inverse=True, fourier=2 if makhoul else 1)

@@ -240,3 +240,23 @@ def test_fourier_rows_equal_torch_rfft_and_irfft_with_interior_weights(n, rows, 
                                rtol=0, atol=atol)
     torch.testing.assert_close(irfft_rows(y, back, 0.5),
                                torch.fft.irfft(torch.view_as_complex(y / weight), n, norm="ortho"), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rows", [1, 33])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 30, 2000, 4096])
+def test_fourier_rows_of_makhoul_ordered_signals(n, rows, dtype):
+    """With `makhoul`, the rows are read in Makhoul order and written back in it: the half
+    spectrum is that of the signal in natural order (what the mixed basis's Fourier heads
+    need, their tokens being in the cosine heads' order)."""
+    torch.manual_seed(n + rows)
+    x = torch.randn(2, rows, n, dtype=dtype)
+    perm, _, _, _ = _makhoul(n, torch.device("cpu"), dtype)
+    atol = tol(dtype) * (1 + n ** 0.5)
+    out = torch.full((2, rows, n // 2 + 1, 2), float("nan"), dtype=dtype)
+    want = torch.view_as_real(torch.fft.rfft(x, norm="ortho"))
+    torch.testing.assert_close(rfft_rows(x[..., perm], out, makhoul=True), want, rtol=0, atol=atol)
+    y = torch.randn(2, rows, n // 2 + 1, 2, dtype=dtype)
+    back = torch.full_like(x, float("nan"))
+    natural = torch.fft.irfft(torch.view_as_complex(y), n, norm="ortho")
+    torch.testing.assert_close(irfft_rows(y, back, makhoul=True), natural[..., perm], rtol=0, atol=atol)
