@@ -29,7 +29,7 @@ from lra_bench.attention import lst_tokens
 from lra_bench.attention.lst_core import batched, gather_tokens, spectral_core, sum_of_products
 from lra_bench.transforms.cosine import DCT_TYPES
 from lra_bench.transforms.hadamard import is_pow2
-from lra_bench.transforms.spectral import CosineHadamard, FastDCT2, basis, makhoul_perm, transform_pair
+from lra_bench.transforms.spectral import FastDCT2, Fourier, MixedBasis, basis, makhoul_perm, transform_pair
 
 TRANSFORM_TYPES = ("dct", "dst", "hadamard", "mixed")
 MIXED_CYCLE = ("dct", "dst", "hadamard")
@@ -131,19 +131,27 @@ def head_groups(kinds: list[str], bases: dict, head_dim: int) -> list[HeadGroup]
             for kind in dict.fromkeys(kinds)]
 
 
-def pow2_groups(groups: list[HeadGroup], num_heads: int, head_dim: int) -> list[HeadGroup]:
-    """The groups to use at power-of-two lengths: a DCT-II/DST-II group and a Hadamard group
-    become one `CosineHadamard` group (heads in their layer order), which projects, reorders
-    and mixes once; other groups (FFT heads) stay as they are."""
-    cosine = next((g for g in groups if isinstance(g.basis, FastDCT2)), None)
-    hadamard = next((g for g in groups if g.kind == "hadamard"), None)
-    if cosine is None or hadamard is None:
+def merge_groups(groups: list[HeadGroup], num_heads: int, head_dim: int, pow2: bool) -> list[HeadGroup]:
+    """The groups to run at power-of-two lengths (`pow2`) or at others: the DCT-II/DST-II
+    group, the Fourier group and, at power-of-two lengths, the Hadamard group become one
+    `MixedBasis` group (heads in their layer order), which projects, reorders and mixes once;
+    other groups stay as they are, and so do all when fewer than two of these are present."""
+    def kinds_of(g: HeadGroup) -> Optional[list[str]]:
+        if isinstance(g.basis, FastDCT2):
+            return ["dst" if sine else "dct" for sine in g.basis.sine_flags(len(g.heads))]
+        if isinstance(g.basis, Fourier) or (pow2 and g.kind == "hadamard"):
+            return [g.kind] * len(g.heads)
+        return None
+
+    parts = [g for g in groups if kinds_of(g) is not None]
+    if len(parts) < 2:
         return groups
-    sine = dict(zip(cosine.heads, cosine.basis.sine_flags(len(cosine.heads))))
-    heads = sorted(cosine.heads + hadamard.heads)
-    kinds = ["hadamard" if h in hadamard.heads else "dst" if sine[h] else "dct" for h in heads]
-    merged = HeadGroup(f"{cosine.kind}+hadamard", CosineHadamard(kinds), heads, num_heads, head_dim, head_kinds=kinds)
-    return [merged if g is cosine else g for g in groups if g is not hadamard]
+    kind = {h: k for g in parts for h, k in zip(g.heads, kinds_of(g))}
+    heads = sorted(kind)
+    kinds = [kind[h] for h in heads]
+    merged = HeadGroup("+".join(g.kind for g in parts), MixedBasis(kinds), heads, num_heads, head_dim,
+                       head_kinds=kinds)
+    return [merged if g is parts[0] else g for g in groups if g is parts[0] or g not in parts]
 
 
 def spectral_heads(x: torch.Tensor, mask: Optional[torch.Tensor], q: nn.Linear, k: nn.Linear, v: nn.Linear,
@@ -151,7 +159,7 @@ def spectral_heads(x: torch.Tensor, mask: Optional[torch.Tensor], q: nn.Linear, 
                    pow2_groups: Optional[list[HeadGroup]] = None) -> torch.Tensor:
     """Mix each head group with `run(group, x, (q, k, v) projections, perms, mask, channels)`
     -> (B, Hg * Dh, L) and project back to (B, L, D), zero at padded positions. At a
-    power-of-two length L the groups are `pow2_groups` when given (see `pow2_groups`).
+    power-of-two length L the groups are `pow2_groups` when given (see `merge_groups`).
 
     Head outputs stay channels-first, so the transforms run along a contiguous axis, and the
     output projection reads them as a transposed operand (`_OutProjection`). Groups whose basis wants
@@ -218,8 +226,9 @@ class LSTAttention(nn.Module):
         bases = {k: t.basis for k, t in shared.items()}
         if "dct/dst" in keys:
             bases["dct/dst"] = FastDCT2(sine=[kind == "dst" for kind, key in zip(kinds, keys) if key == "dct/dst"])
-        self._groups = head_groups(keys, bases, self.head_dim)
-        self._pow2_groups = pow2_groups(self._groups, len(kinds), self.head_dim)
+        self._kind_groups = head_groups(keys, bases, self.head_dim)
+        self._groups = merge_groups(self._kind_groups, len(kinds), self.head_dim, pow2=False)
+        self._pow2_groups = merge_groups(self._kind_groups, len(kinds), self.head_dim, pow2=True)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, return_attention: bool = False):
         if lst_tokens.applies(self, x):  # DCT-II/DST-II heads on CPU: transform the tokens once

@@ -15,9 +15,10 @@ later), and writes the signal-domain result back into that buffer. The per-chann
 multiplies Q, so it is folded into the rows of the query projection (T acts along the
 sequence, the scale along channels: T(s * q) = s * T(q)), which saves two passes over the
 spectra each way. At n = 4096 this keeps a layer's peak training memory at that of CPU
-flash attention (see results/README.md). On CPU the real heads' elementwise mixing, forward
-and backward, is one compiled pass (`kernels/mix_channels.c`, into the same buffers);
-elsewhere, and for the complex Fourier heads, torch operations.
+flash attention (see results/README.md). Fourier heads (`complex_runs` of the basis) hold
+(re, im) pairs and mix as complex numbers. On CPU the elementwise mixing, forward and
+backward, is one compiled pass (`kernels/mix_channels.c`, into the same buffers); elsewhere,
+torch operations.
 Layout: channels first within each sequence, (B, 3, H, Dh, L), so the transforms run
 along a contiguous axis and every projection (here and in the layer's `_OutProjection`) is
 one product per sequence. On CPU (MKL) these batched products run as fast as nn.Linear's
@@ -131,6 +132,8 @@ class SpectralCore(torch.autograd.Function):
         None; scale (H or 1, Dh) -> (B, H * Dh, L) in float32 (float64 for float64 inputs)."""
         batch, n, _ = x.shape
         heads = (w_q.shape[0] if channels is None else channels.numel()) // scale.shape[1]
+        if normalize and complex_runs(basis, heads):
+            raise ValueError("Fourier heads are never normalised: use normalize=False with this basis")
         weight, bias = _effective(w_q, w_k, w_v, b_q, b_k, b_v, _scale_rows(scale, heads), channels)
         tokens = _tokens(x, perm).transpose(1, 2)  # (B, D, L)
         # (B, 3G, L), one product per sequence (on CPU this beats a single (3G, B*L) product, whose
@@ -154,11 +157,26 @@ class SpectralCore(torch.autograd.Function):
             return _backward(ctx, grad)
 
 
+def complex_runs(basis: Any, heads: int) -> list[tuple[int, int]]:
+    """[start, stop) of each run of a basis's complex heads (Fourier heads, whose (re, im)
+    pairs mix as complex numbers) among `heads`; none for real bases."""
+    runs = getattr(basis, "complex_runs", None)
+    return [] if runs is None else runs(heads)
+
+
+def _head_runs(heads: int, complex_: list[tuple[int, int]]) -> list[tuple[int, int, bool]]:
+    """Every head once, as consecutive (start, stop, is_complex) runs."""
+    cuts = sorted({0, heads, *(i for run in complex_ for i in run)})
+    inside = {a for a, _ in complex_}
+    return [(a, b, a in inside) for a, b in zip(cuts, cuts[1:])]
+
+
 def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor], basis: Any, normalize: bool,
                  eps: float) -> torch.Tensor:
     """(B, 3, H, Dh, n) projected s * q, k, v -> (B, H * Dh, n) mixed; keeps the spectra on ctx."""
     n = qkv.shape[-1]
     m = basis.length(n)
+    cplx = complex_runs(basis, qkv.shape[2])
     if in_weight is not None:
         qkv.mul_(_weight_view(in_weight))
     basis.sign_inputs_(qkv)  # DST heads: negations, cheaper than a product with a sign tensor
@@ -166,24 +184,30 @@ def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor],
         qkv = F.pad(qkv, (0, m - n))  # zero-pad to the transform length, as padding tokens
     c = basis.coeffs(qkv, overwrite=True)  # (B, 3, H, Dh, S, P): spectra of s * q, k, v (qkv is ours)
     del qkv
-    q, k, v = c.unbind(1)
-    compiled = None if getattr(basis, "complex", False) else _compiled_mix_forward(c, normalize, eps)
+    compiled = _compiled_mix_forward(c, normalize, eps, cplx)
     if compiled is not None:  # one pass, on CPU
         o, norm = compiled
-        if normalize:
-            ctx.norm = norm
-    elif getattr(basis, "complex", False):  # Fourier heads: Q * conj(K) * V (never normalised)
-        o = torch.mul(q, k.conj()).mul_(v)
-    elif normalize:
-        o = torch.mul(q, k)  # A
-        norm = torch.abs(o).sum(2, keepdim=True).add_(eps)  # (B, H, 1, S, P); |A| is freed at once
-        o.mul_(v).div_(norm)  # A * V / norm
-        ctx.norm = norm  # 1/Dh of a spectrum: kept for the backward rather than computed again
     else:
-        o = torch.mul(q, k).mul_(v)
+        o, norm = _torch_mix_forward(*c.unbind(1), normalize, eps, cplx)
+    if normalize:
+        ctx.norm = norm  # 1/Dh of a spectrum: kept for the backward rather than computed again
     out = basis.signal(o, n).flatten(1, 2)
     ctx.spectra = c  # an intermediate, on ctx so that the backward may reuse its memory
     return out
+
+
+def _torch_mix_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normalize: bool, eps: float,
+                       cplx: list[tuple[int, int]]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The mixing by torch operations: (O (B, H, Dh, S, P), normaliser (B, H, 1, S, P) or None)."""
+    if normalize:
+        o = torch.mul(q, k)  # A
+        norm = torch.abs(o).sum(2, keepdim=True).add_(eps)  # (B, H, 1, S, P); |A| is freed at once
+        return o.mul_(v).div_(norm), norm  # A * V / norm
+    o = torch.mul(q, k).mul_(v)
+    for a, b in cplx:  # Fourier heads: Q * conj(K) * V, as complex numbers
+        cq, ck, cv = (torch.view_as_complex(t[:, a:b]) for t in (q, k, v))
+        torch.mul(cq, ck.conj(), out=torch.view_as_complex(o[:, a:b])).mul_(cv)
+    return o, None
 
 
 _MIX = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.c_double)}
@@ -196,25 +220,38 @@ def _mix_kernel(c: torch.Tensor, direction: str) -> Optional[Any]:
         return None
     suffix, real = _MIX[c.dtype]
     p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    argtypes = (p, long, long, long, long, p, p, real, i, i) if direction == "forward" else (p, p, p, p, long, long,
-                                                                                            long, long, i, i)
+    argtypes = (p, long, long, long, long, p, p, real, i, p, i) if direction == "forward" else (
+        p, p, p, p, long, long, long, long, i, p, i)
     return kernels.function("mix_channels", f"mix_channels_{direction}_{suffix}", argtypes)
 
 
-def _compiled_mix_forward(c: torch.Tensor, normalize: bool, eps: float):
-    """(O (B, H, Dh, S, P), normaliser (B, H, 1, S, P) or None) by the compiled kernel, or None."""
+def _complex_flags(heads: int, cplx: list[tuple[int, int]]) -> Optional[torch.Tensor]:
+    """One byte per head, 1 for a complex head (the kernel's `cplx`), or None when there is none."""
+    if not cplx:
+        return None
+    flags = torch.zeros(heads, dtype=torch.uint8)
+    for a, b in cplx:
+        flags[a:b] = 1
+    return flags
+
+
+def _compiled_mix_forward(c: torch.Tensor, normalize: bool, eps: float, cplx: list[tuple[int, int]] = ()):
+    """(O (B, H, Dh, S, P), normaliser (B, H, 1, S, P) or None) by the compiled kernel, or None;
+    heads in the runs `cplx` mix as complex pairs (P = 2), never normalised."""
     fn = _mix_kernel(c, "forward")
     if fn is None:
         return None
     batch, _, heads, head_dim = c.shape[:4]
     o = c.new_empty((batch,) + c.shape[2:])
     norm = c.new_empty((batch, heads, 1) + c.shape[4:]) if normalize else None
+    flags = _complex_flags(heads, list(cplx))
     fn(c.data_ptr(), batch, heads, head_dim, c[0, 0, 0, 0].numel(), o.data_ptr(), kernels.address(norm), eps,
-       int(normalize), torch.get_num_threads())
+       int(normalize), kernels.address(flags), torch.get_num_threads())
     return o, norm
 
 
-def _compiled_mix_backward(c: torch.Tensor, g: torch.Tensor, norm: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+def _compiled_mix_backward(c: torch.Tensor, g: torch.Tensor, norm: Optional[torch.Tensor],
+                           cplx: list[tuple[int, int]] = ()) -> Optional[torch.Tensor]:
     """dL/dQ into a new buffer (returned), dL/dK over V's slot of c and dL/dV over g, by the
     compiled kernel; None (and nothing written) where it does not apply."""
     fn = _mix_kernel(c, "backward")
@@ -223,8 +260,9 @@ def _compiled_mix_backward(c: torch.Tensor, g: torch.Tensor, norm: Optional[torc
     batch, _, heads, head_dim = c.shape[:4]
     t = torch.empty_like(g)
     norm = None if norm is None else norm.contiguous()  # held until the kernel returns
+    flags = _complex_flags(heads, list(cplx))
     fn(c.data_ptr(), g.data_ptr(), t.data_ptr(), kernels.address(norm), batch, heads, head_dim,
-       c[0, 0, 0, 0].numel(), int(norm is not None), torch.get_num_threads())
+       c[0, 0, 0, 0].numel(), int(norm is not None), kernels.address(flags), torch.get_num_threads())
     return t
 
 
@@ -242,27 +280,22 @@ def _backward(ctx: Any, grad: torch.Tensor):
     grad = grad.to(ctx.dtype).contiguous().view(c.shape[0], c.shape[2], c.shape[3], n)
     if m != n:
         grad = F.pad(grad, (0, m - n))
-    g = basis.grad_coeffs(grad)  # dL/dO  (B, H, Dh, S, P)
+    g = basis.grad_coeffs(grad)  # dL/dO  (B, H, Dh, S, P); for complex heads dL/dRe O + i dL/dIm O
     del grad
     q, k, v = c.unbind(1)
     d_qkv = _signal_view(c, n)  # the result goes into c's own memory, parts 2, 1, 0 in turn
-    if getattr(basis, "complex", False):  # O = Q * conj(K) * V; g = dL/dRe O + i dL/dIm O
-        t = torch.mul(q.conj(), k).mul_(g)  # dL/dV = g * conj(Q * conj(K))
-        k.mul_(v.conj()).mul_(g)  # dL/dQ = g * conj(conj(K) * V), in K's slot
-        q.mul_(v).mul_(g.conj())  # dL/dK = conj(g) * Q * V, in Q's slot
-        g.copy_(k)  # move dL/dQ out of slot 1 before part 2 is written
-        basis.grad_signal(t, n, out=d_qkv[:, 2])
-        basis.grad_signal(t.copy_(q), n, out=d_qkv[:, 1])
-        basis.grad_signal(g, n, out=d_qkv[:, 0])
-        return _projection_backward(ctx, d_qkv)
     norm = ctx.norm if ctx.normalize else None  # (B, H, 1, S, P), from the forward (read only here)
     if _REUSE_SPECTRA:
         ctx.norm = None
-    t = _compiled_mix_backward(c, g, norm)  # on CPU: dL/dQ in t, dL/dK in V's slot, dL/dV in g
-    if t is not None:
-        d_q, d_k = t, v
-    else:
-        d_q, d_k = _mix_backward(q, k, v, g, norm)
+    cplx = complex_runs(basis, c.shape[2])
+    t = _compiled_mix_backward(c, g, norm, cplx)  # on CPU: dL/dQ in t, dL/dK in V's slot, dL/dV in g
+    if t is None:
+        t = torch.empty_like(g)
+        for a, b, is_complex in _head_runs(c.shape[2], cplx):
+            heads = slice(None), slice(a, b)
+            mix = _complex_mix_backward if is_complex else _mix_backward
+            mix(q[heads], k[heads], v[heads], g[heads], None if norm is None else norm[heads], out=t[heads])
+    d_q, d_k = t, v
     del q, k, v
     # Part i of d_qkv lies within slots i-1 and i (see _signal_view): part 0 overwrites Q's
     # slot; part 1 ends before slot 2 starts, so dL/dK goes straight from slot 2 into it (one
@@ -278,10 +311,10 @@ def _backward(ctx: Any, grad: torch.Tensor):
 
 
 def _mix_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
-                  norm: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mixing's backward by torch operations: (dL/dQ in a new buffer, dL/dK in V's slot);
-    dL/dV goes over g."""
-    t = torch.mul(q, k)  # A = QK; the one scratch buffer
+                  norm: Optional[torch.Tensor], out: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mixing's backward by torch operations: (dL/dQ in `out` or a new buffer, dL/dK in
+    V's slot); dL/dV goes over g."""
+    t = torch.mul(q, k, out=out)  # A = QK; the one scratch buffer
     if norm is not None:
         g.div_(norm)
         v.mul_(g)  # dL/dO * V / norm; V is not needed again
@@ -298,6 +331,16 @@ def _mix_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Te
     return d_q, d_k
 
 
+def _complex_mix_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
+                          norm: None, out: torch.Tensor) -> None:
+    """As `_mix_backward` for complex heads ((re, im) pairs; O = Q * conj(K) * V, never
+    normalised; g = dL/dRe O + i dL/dIm O): dL/dQ into `out`, dL/dK over V, dL/dV over g."""
+    cq, ck, cv, cg = (torch.view_as_complex(t) for t in (q, k, v, g))
+    torch.mul(ck, cv.conj(), out=torch.view_as_complex(out)).mul_(cg)  # dL/dQ = g * conj(conj(K) * V)
+    cv.mul_(cq).mul_(cg.conj())  # dL/dK = conj(g) * Q * V
+    cg.mul_(cq.conj()).mul_(ck)  # dL/dV = g * conj(Q * conj(K))
+
+
 def _signal_view(c: torch.Tensor, n: int) -> torch.Tensor:
     """A (B, 3, H, Dh, n) real view of c's memory (c: (B, 3, H, Dh, S, P)): sequence b's
     (3, H, Dh, n) block at the start of c[b]'s memory.
@@ -306,7 +349,7 @@ def _signal_view(c: torch.Tensor, n: int) -> torch.Tensor:
     a block lies within slots i-1 and i of its own sequence: it may be written once those
     slots are no longer needed."""
     batch = c.shape[0]
-    flat = (torch.view_as_real(c) if c.is_complex() else c).view(batch, -1)
+    flat = c.view(batch, -1)
     return flat[:, : 3 * c[0, 0, ..., 0, 0].numel() * n].view(batch, 3, *c.shape[2:-2], n)
 
 

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from lra_bench.attention.lst import HeadGroup, SpectralTransform, head_groups, pow2_groups, spectral_heads
+from lra_bench.attention.lst import HeadGroup, SpectralTransform, head_groups, merge_groups, spectral_heads
 from lra_bench.attention.lst_core import spectral_core
 from lra_bench.transforms.spectral import basis
 
@@ -57,15 +57,16 @@ class MixedSpectralAttention(nn.Module):
         self.hadamard = SpectralTransform("hadamard") if use_hadamard else None
         self.scales = nn.ParameterDict({t: nn.Parameter(torch.ones(1, 1, self.head_dim)) for t in enabled})
         bases = {t: basis("fft") if t == "fft" else getattr(self, t).basis for t in enabled}
-        self._groups = head_groups(self.head_transforms, bases, self.head_dim)
-        self._pow2_groups = pow2_groups(self._groups, num_heads, self.head_dim)
+        self._kind_groups = head_groups(self.head_transforms, bases, self.head_dim)
+        self._groups = merge_groups(self._kind_groups, num_heads, self.head_dim, pow2=False)
+        self._pow2_groups = merge_groups(self._kind_groups, num_heads, self.head_dim, pow2=True)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, return_attention: bool = False):
         def run(g: HeadGroup, x: torch.Tensor, proj: list, perms: Optional[tuple], m: Optional[torch.Tensor],
                 channels: Optional[torch.Tensor]) -> torch.Tensor:
             if g.head_kinds is None:
                 scale = self.scales[g.kind][0]  # (1, Dh): one scale for every head of this kind
-            else:  # a group of DCT and Hadamard heads: (Hg, Dh), each head its kind's scale
+            else:  # a group of several kinds: (Hg, Dh), each head its kind's scale
                 scale = torch.cat([self.scales[kind][0] for kind in g.head_kinds])
             return spectral_core(x, *proj, scale, m, g.basis, perms, normalize=False, channels=channels)
 

@@ -13,9 +13,10 @@ renamed into place whole: concurrent runs are safe.
   (`transforms.cosine_tokens`), and `mix_tokens.c`, the elementwise mixing on those
   spectra: the LST layers' token-major path for DCT and DST heads (`attention.lst_tokens`).
   The same file transforms contiguous rows into the general core's packed DCT-II
-  coefficients and back (`cosine_tokens.dct2_rows`, used by `spectral.FastDCT2` and
-  `spectral.CosineHadamard`).
-- `mix_channels.c`: the same mixing in the general LST core's layout (`attention.lst_core`).
+  coefficients or half spectra and back (`cosine_tokens.dct2_rows`, `rfft_rows` and their
+  inverses, used by `spectral.FastDCT2`, `spectral.Fourier` and `spectral.MixedBasis`).
+- `mix_channels.c`: the same mixing in the general LST core's layout (`attention.lst_core`),
+  with complex products for Fourier heads.
 
 In a torch process OpenMP's runtime is torch's own libgomp (already loaded under the same
 soname), so the kernels run on torch's worker threads, still spinning from its last

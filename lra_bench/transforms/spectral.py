@@ -21,6 +21,11 @@ and a twiddle product.
 
 `Orthonormal` wraps any orthonormal pair (T, T^-1) along the last axis (Hadamard, DCT
 types I, III, IV): its adjoints are T^-1 and T.
+
+`Fourier` gives the unitary DFT's half spectrum as (re, im) pairs in the same slots as the
+packed DCT, and says through `complex_runs` that its heads mix as complex numbers.
+`MixedBasis` runs DCT-II, DST-II, Hadamard and Fourier heads in one group, all in Makhoul
+order.
 """
 from __future__ import annotations
 
@@ -35,9 +40,9 @@ from lra_bench.transforms.cosine import _complex, _makhoul, cached, dct, dst, id
 from lra_bench.transforms.hadamard import hadamard, is_pow2, next_pow2
 
 
-# Without the compiled kernel (off CPU, say), CosineHadamard transforms its cosine heads'
-# rows with one FFT call per sequence (and slot)
-# and run of cosine heads, skipping the Hadamard heads' rows, up to this many calls; above,
+# Without the compiled kernel (off CPU, say), MixedBasis transforms its cosine heads' rows
+# with one FFT call per sequence (and slot) and run of cosine heads, skipping the other
+# heads' rows, up to this many calls; above,
 # one call for every row is cheaper: with many calls each is small and MKL runs them less
 # well (`mixed`, hidden 256, n = 2048: at batch 2 per-run calls gain 0.03x the projections'
 # time, at batch 8 they lose 0.09x).
@@ -249,47 +254,62 @@ def _blocks_contiguous(t: torch.Tensor) -> bool:
     return t[(0,) * (t.dim() - 3)].is_contiguous()
 
 
-class CosineHadamard:
-    """DCT-II/DST-II heads and Walsh-Hadamard heads as one group (one projection, one token
-    order, one core call), for power-of-two lengths: the mixed layers' basis there.
+MIXED_KINDS = ("dct", "dst", "hadamard", "fft")
 
-    Each head is a DCT-II, DST-II or Hadamard head (`kinds`, in any order, so the layer's
-    heads keep their order and its weights need no reindexing); all take Makhoul-ordered
-    input. For n = 2^k the Makhoul order P maps index bits linearly over GF(2) (position j
-    holds sample 2j, or 2(n-1-j)+1 when j's top bit is set: the sample's bit 0 is j's top
-    bit t, its bit i+1 is j's bit i XOR t), so H P = Q H for a permutation Q: the Hadamard
-    coefficients of the reordered signal are the usual ones permuted, which elementwise
-    products and sums over channels do not see, and the inverse gives back the reordered
-    signal, which the layer reorders anyway. A Hadamard row's n coefficients sit in the
-    first n of its packed slots (n + 2 for n > 1); the rest are zero. Separate groups would
-    project, reorder and mix twice: at n = 4096 (batch 2, hidden 256) they cost about
-    0.04-0.05x of the projections' time more.
+
+class MixedBasis:
+    """DCT-II, DST-II, Walsh-Hadamard and Fourier heads as one group (one projection, one
+    token order, one core call): the mixed layers' basis. With Hadamard heads it needs a
+    power-of-two length.
+
+    Each head is a DCT-II, DST-II, Hadamard or Fourier head (`kinds`, in any order, so the
+    layer's heads keep their order and its weights need no reindexing); all take
+    Makhoul-ordered input.
+    - Hadamard heads: for n = 2^k the Makhoul order P maps index bits linearly over GF(2)
+      (position j holds sample 2j, or 2(n-1-j)+1 when j's top bit is set: the sample's bit 0
+      is j's top bit t, its bit i+1 is j's bit i XOR t), so H P = Q H for a permutation Q:
+      the Hadamard coefficients of the reordered signal are the usual ones permuted, which
+      elementwise products and sums over channels do not see, and the inverse gives back the
+      reordered signal, which the layer reorders anyway. A Hadamard row's n coefficients sit
+      in the first n of its packed slots (n + 2 for n > 1); the rest are zero.
+    - Fourier heads: the half spectrum of the signal in natural order, as `Fourier` has it
+      ((re, im) pairs in the same slots; `complex_runs`), read from and written back to
+      Makhoul order (the compiled kernel's `makhoul` mode; torch's path gathers).
+    Separate groups would project, reorder and mix once per group: at n = 4096 (batch 2,
+    hidden 256) that costs about 0.04-0.05x of the projections' time per extra group.
     """
 
     makhoul_order = True
 
     def __init__(self, kinds: Sequence[str]):
-        """kinds: each head's transform, 'dct', 'dst' or 'hadamard', in the group's head order."""
+        """kinds: each head's transform, 'dct', 'dst', 'hadamard' or 'fft', in the group's head order."""
+        unknown = sorted(set(kinds) - set(MIXED_KINDS))
+        if unknown:
+            raise ValueError(f"unknown head kinds {unknown}; expected {', '.join(MIXED_KINDS)}")
         self.kinds = list(kinds)
-        self.cosine = FastDCT2(sine=[k == "dst" for k in self.kinds])  # Hadamard heads: unsigned
-        self._cosine_runs = _runs([k != "hadamard" for k in self.kinds])
+        self.cosine = FastDCT2(sine=[k == "dst" for k in self.kinds])  # other heads: unsigned
+        self._cosine_runs = _runs([k in ("dct", "dst") for k in self.kinds])
         self._hadamard_runs = _runs([k == "hadamard" for k in self.kinds])
+        self._fourier_runs = _runs([k == "fft" for k in self.kinds])
 
     def length(self, n: int) -> int:
-        if not is_pow2(n):
-            raise ValueError(f"CosineHadamard needs a power-of-two length, got {n}")
+        if self._hadamard_runs and not is_pow2(n):
+            raise ValueError(f"a mixed basis with Hadamard heads needs a power-of-two length, got {n}")
         return n
 
+    def complex_runs(self, heads: int) -> list[tuple[int, int]]:
+        return list(self._fourier_runs)
+
     def sign_inputs_(self, x: torch.Tensor) -> torch.Tensor:
-        """The DST heads' input signs, in place (DCT and Hadamard heads take none)."""
+        """The DST heads' input signs, in place (other heads take none)."""
         return self.cosine.sign_inputs_(x)
 
     def _per_run(self, t: torch.Tensor, *others: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         """t (..., H, Dh, m) as (L, H, Dh, m), leading axes flattened, when the cosine heads'
         FFTs should run one call per leading index and run of cosine heads (each such block
         is contiguous, so torch reads it in place; it still writes `out=` through a copy; the
-        Hadamard heads' rows are skipped); None to
-        transform every row in one call instead (all heads cosine, or too many calls)."""
+        other heads' rows are skipped); None to transform every row in one call instead (all
+        heads cosine, or too many calls)."""
         lead = t[..., 0, 0, 0].numel()
         if self._cosine_runs == [(0, len(self.kinds))] or lead * len(self._cosine_runs) > PER_RUN_CALLS:
             return None
@@ -311,7 +331,7 @@ class CosineHadamard:
 
     def _irfft(self, z: torch.Tensor, n: int, out: Optional[torch.Tensor]) -> torch.Tensor:
         """irFFT of (..., H, Dh, S) to length n, into `out` or a new tensor, at least of the
-        cosine heads' rows (the Hadamard heads' rows are the caller's to write)."""
+        cosine heads' rows (the other heads' rows are the caller's to write)."""
         zs = self._per_run(z, out)
         if zs is None:
             return torch.fft.irfft(z, n=n, out=out)
@@ -321,14 +341,17 @@ class CosineHadamard:
                 torch.fft.irfft(zs[i, a:b], n=n, out=res[idx][a:b])
         return res
 
-    def _forward(self, x: torch.Tensor, nyquist: float) -> torch.Tensor:
-        """(..., H, Dh, n) -> (..., H, Dh, n // 2 + 1, 2): the cosine heads' packed coefficients
-        (their Nyquist pair times `nyquist`), by the compiled kernel, else by rFFT (see `_rfft`)
-        and a twiddle product; the Hadamard heads' rows are then written with their transform
-        and zeros."""
-        n = x.shape[-1]
+    def _forward(self, x: torch.Tensor, adjoint: bool) -> torch.Tensor:
+        """(..., H, Dh, n) -> (..., H, Dh, n // 2 + 1, 2): `coeffs`, or with `adjoint` the
+        adjoint of `signal`. The cosine heads' packed coefficients (the Nyquist pair halved
+        for the adjoint) by the compiled kernel, else by rFFT (see `_rfft`) and a twiddle
+        product; then the Fourier heads' half spectra (interior bins doubled for the adjoint)
+        and the Hadamard heads' transforms and zeros."""
+        n, nyquist = x.shape[-1], 0.5 if adjoint else 1.0
         c = _compiled_coeffs(x, self._cosine_runs, nyquist)
-        if c is None:
+        if c is None and not self._cosine_runs:
+            c = x.new_empty(x.shape[:-1] + (n // 2 + 1, 2))
+        elif c is None:
             _, _, twiddle, _ = _makhoul(n, x.device, x.dtype)
             z = self._rfft(x)
             c = torch.view_as_real(z)
@@ -336,20 +359,24 @@ class CosineHadamard:
                 z[..., a:b, :, :].mul_(twiddle)
                 if nyquist != 1.0:
                     self.cosine._scale_nyquist(c[..., a:b, :, :, :], n, nyquist)
+        for a, b in self._fourier_runs:
+            _fourier_coeffs(x[..., a:b, :, :], c[..., a:b, :, :, :], int(adjoint), makhoul=True)
         for a, b in self._hadamard_runs:
             rows = c[..., a:b, :, :, :].flatten(-2)  # n coefficients, then 1 or 2 zeros
             hadamard(x[..., a:b, :, :], out=rows[..., :n])
             rows[..., n:].zero_()
         return c
 
-    def _inverse(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor], nyquist: float,
-                 output_sign: bool) -> torch.Tensor:
-        """(..., H, Dh, n // 2 + 1, 2) -> (..., H, Dh, n), into `out` or a new tensor; may
-        overwrite the cosine heads' part of y. The cosine heads by the compiled kernel, else
-        by irFFT (see `_irfft`), then the Hadamard heads' outputs are written with their
-        transform (neither path touches their part of y)."""
+    def _inverse(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor], adjoint: bool) -> torch.Tensor:
+        """(..., H, Dh, n // 2 + 1, 2) -> (..., H, Dh, n), into `out` or a new tensor: `signal`,
+        or with `adjoint` the adjoint of `coeffs`; may overwrite y. The cosine heads by the
+        compiled kernel, else by irFFT (see `_irfft`); then the Fourier heads and the
+        Hadamard heads (no path before touches their part of y)."""
+        nyquist = 2.0 if adjoint else 1.0
         res = _compiled_signal(y, n, self._cosine_runs, nyquist, out)
-        if res is None:
+        if res is None and not self._cosine_runs:
+            res = y.new_empty(y.shape[:-2] + (n,)) if out is None else out
+        elif res is None:
             _, _, _, inv_twiddle = _makhoul(n, y.device, y.dtype)
             y = y if y.is_contiguous() else y.contiguous()
             for a, b in self._cosine_runs:
@@ -357,28 +384,32 @@ class CosineHadamard:
                     self.cosine._scale_nyquist(y[..., a:b, :, :, :], n, nyquist)
                 torch.view_as_complex(y)[..., a:b, :, :].mul_(inv_twiddle)
             res = self._irfft(torch.view_as_complex(y), n, out)
-        if self.cosine.sine is not False and output_sign:
+        if self.cosine.sine is not False and not adjoint:  # the DST output signs (the adjoint's are the core's)
             self.cosine._output_sign_(res)
+        for a, b in self._fourier_runs:
+            _fourier_signal(y[..., a:b, :, :, :], n, res[..., a:b, :, :], -int(adjoint), makhoul=True)
         for a, b in self._hadamard_runs:
             hadamard(y[..., a:b, :, :, :].flatten(-2)[..., :n], out=res[..., a:b, :, :])
         return res
 
     def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
-        return self._forward(x, 1.0)
+        return self._forward(x, adjoint=False)
 
     def signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Inverse of `coeffs` (into `out` if given, else a new tensor); may overwrite `y`."""
-        return self._inverse(y, n, out, 1.0, output_sign=True)
+        return self._inverse(y, n, out, adjoint=False)
 
     def grad_coeffs(self, g: torch.Tensor) -> torch.Tensor:
-        """signal^T g, as FastDCT2.grad_coeffs for the cosine heads."""
+        """signal^T g, as FastDCT2.grad_coeffs for the cosine heads and Fourier.grad_coeffs for
+        the Fourier heads."""
         if self.cosine.sine is not False:
             g = self.cosine._output_sign_(g.clone())
-        return self._forward(g, 0.5)
+        return self._forward(g, adjoint=True)
 
     def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """coeffs^T gy (may overwrite gy's cosine part), as FastDCT2.grad_signal for the cosine heads."""
-        return self._inverse(gy, n, out, 2.0, output_sign=False)
+        """coeffs^T gy (may overwrite gy), as FastDCT2.grad_signal for the cosine heads and
+        Fourier.grad_signal for the Fourier heads."""
+        return self._inverse(gy, n, out, adjoint=True)
 
 
 @cached
@@ -393,62 +424,73 @@ def _hermitian_weight(n: int, device: torch.device, dtype: torch.dtype, power: i
     return w.to(device)
 
 
+def _fourier_coeffs(x: torch.Tensor, out: Optional[torch.Tensor], power: int, makhoul: bool) -> torch.Tensor:
+    """rFFT (ortho) of x (..., n) as (re, im) pairs (..., n // 2 + 1, 2), into `out` or a new
+    tensor, the interior bins times 2 ** power (the Hermitian weight; power 0 or 1); with
+    `makhoul`, x's rows are in Makhoul order. By the compiled kernel on CPU
+    (`cosine_tokens.rfft_rows`) where it applies, else by torch."""
+    n = x.shape[-1]
+    if _kernel_runs(n, x):
+        res = x.new_empty(x.shape[:-1] + (n // 2 + 1, 2)) if out is None else out
+        if cosine_tokens.rfft_rows(x, res, 2.0 ** power, makhoul) is not None:
+            return res
+    if makhoul:
+        x = x.index_select(-1, makhoul_perm(n, x.device)[1])  # back to natural order
+    pairs = torch.view_as_real(torch.fft.rfft(x, norm="ortho"))
+    if power:
+        pairs.mul_(_hermitian_weight(n, x.device, x.dtype))
+    return pairs if out is None else out.copy_(pairs)
+
+
+def _fourier_signal(y: torch.Tensor, n: int, out: Optional[torch.Tensor], power: int, makhoul: bool) -> torch.Tensor:
+    """irFFT (ortho) of the (re, im) pairs y (..., n // 2 + 1, 2), the interior bins read times
+    2 ** power (power 0 or -1), into `out` or a new tensor (in Makhoul order with `makhoul`), by
+    the compiled kernel where it applies (y left as it was), else by torch (which may overwrite y)."""
+    if y.stride(-1) != 1 or y.stride(-2) != 2:
+        y = y.contiguous()  # pairs contiguous, as the kernel and view_as_complex read them
+    if _kernel_runs(n, y):
+        res = y.new_empty(y.shape[:-2] + (n,)) if out is None else out
+        if res.dtype == y.dtype and cosine_tokens.irfft_rows(y, res, 2.0 ** power, makhoul) is not None:
+            return res
+    if power:
+        y.mul_(_hermitian_weight(n, y.device, y.dtype, -1))  # halves: exact
+    if not makhoul:
+        return torch.fft.irfft(torch.view_as_complex(y), n=n, norm="ortho", out=out)
+    x = torch.fft.irfft(torch.view_as_complex(y), n=n, norm="ortho")
+    return torch.index_select(x, -1, makhoul_perm(n, x.device)[0], out=out)
+
+
 class Fourier:
-    """The unitary DFT as a half spectrum (complex coefficients, trailing axis of size 1).
+    """The unitary DFT as a half spectrum of (re, im) pairs (..., n // 2 + 1, 2).
 
     Heads using it multiply coefficients as complex numbers (Q * conj(K) * V), so the core
-    treats it apart (`complex = True`). irFFT reads each interior bin twice (as itself and
-    its conjugate), so its adjoint doubles them, and rFFT's adjoint halves them.
+    mixes them apart (`complex_runs`: every head). irFFT reads each interior bin twice (as
+    itself and its conjugate), so its adjoint doubles them, and rFFT's adjoint halves them.
     """
 
-    makhoul_order, complex = False, True
+    makhoul_order = False
 
     def length(self, n: int) -> int:
         return n
+
+    def complex_runs(self, heads: int) -> list[tuple[int, int]]:
+        return [(0, heads)]
 
     def sign_inputs_(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
     def coeffs(self, x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
-        return self._coeffs(x, 0)
-
-    def _coeffs(self, x: torch.Tensor, power: int) -> torch.Tensor:
-        """rFFT (ortho) of x, its interior bins times 2 ** power (the Hermitian weight, power 0
-        or 1), by the compiled kernel on CPU (`cosine_tokens.rfft_rows`) where it applies."""
-        n = x.shape[-1]
-        if _kernel_runs(n, x):
-            z = torch.empty(x.shape[:-1] + (n // 2 + 1,), dtype=_complex(x.dtype), device=x.device)
-            if cosine_tokens.rfft_rows(x, torch.view_as_real(z), 2.0 ** power) is not None:
-                return z.unsqueeze(-1)
-        z = torch.fft.rfft(x, norm="ortho")
-        if power:
-            torch.view_as_real(z).mul_(_hermitian_weight(n, x.device, x.dtype))
-        return z.unsqueeze(-1)
+        return _fourier_coeffs(x, None, 0, makhoul=False)
 
     def signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self._signal(y, n, out, 0)
-
-    def _signal(self, y: torch.Tensor, n: int, out: Optional[torch.Tensor], power: int) -> torch.Tensor:
-        """irFFT (ortho) of y (..., S, 1), its interior bins read times 2 ** power (power 0 or
-        -1), into `out` or a new tensor, by the compiled kernel where it applies (y left as
-        it was), else by torch (which may overwrite y)."""
-        z = y.squeeze(-1)
-        z = z if z.is_contiguous() else z.contiguous()
-        if _kernel_runs(n, z):
-            res = z.real.new_empty(z.shape[:-1] + (n,)) if out is None else out
-            pairs = torch.view_as_real(z)
-            if res.dtype == pairs.dtype and cosine_tokens.irfft_rows(pairs, res, 2.0 ** power) is not None:
-                return res
-        if power:
-            torch.view_as_real(z).mul_(_hermitian_weight(n, z.device, z.real.dtype, -1))  # halves: exact
-        return torch.fft.irfft(z, n=n, norm="ortho", out=out)
+        return _fourier_signal(y, n, out, 0, makhoul=False)
 
     def grad_coeffs(self, g: torch.Tensor) -> torch.Tensor:
-        return self._coeffs(g, 1)
+        return _fourier_coeffs(g, None, 1, makhoul=False)
 
     def grad_signal(self, gy: torch.Tensor, n: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """May overwrite gy."""
-        return self._signal(gy, n, out, -1)
+        return _fourier_signal(gy, n, out, -1, makhoul=False)
 
 
 def transform_pair(kind: str, dct_type: int = 2) -> tuple[Callable, Callable]:

@@ -17,7 +17,7 @@ from lra_bench.attention import lst_core
 from lra_bench.attention.lst_core import gather_tokens, retain_spectra, spectral_core
 from lra_bench.transforms.hadamard import hadamard
 from lra_bench.transforms import spectral
-from lra_bench.transforms.spectral import CosineHadamard, basis, makhoul_perm
+from lra_bench.transforms.spectral import MixedBasis, basis, makhoul_perm
 
 B, D, H = 2, 24, 6
 
@@ -190,23 +190,44 @@ def test_fused_core_gradients_are_exact(kind, n, normalize, masked):
     assert_core_gradients_exact(basis(kind), n, 2, normalize, n // 2 if masked else None)
 
 
-@pytest.mark.parametrize("kinds", [("dct", "hadamard"), ("hadamard", "dst"), ("dst", "hadamard", "dct")],
-                         ids=["dct_had", "had_dst", "dst_had_dct"])
-@pytest.mark.parametrize("normalize", [True, False])
+MIXED_BASES = {"dct_had": ("dct", "hadamard"), "had_dst": ("hadamard", "dst"), "dst_had_dct": ("dst", "hadamard", "dct"),
+               "fft_dct_had": ("fft", "dct", "hadamard", "fft"), "had_fft": ("hadamard", "fft"),
+               "dst_fft": ("dst", "fft")}
+
+
+@pytest.mark.parametrize("kinds,normalize", [(kinds, norm) for kinds in MIXED_BASES.values() for norm in (True, False)
+                                              if not ("fft" in kinds and norm)],  # Fourier heads: never normalised
+                         ids=[f"{name}-{norm}" for name, kinds in MIXED_BASES.items() for norm in ("norm", "plain")
+                              if not ("fft" in kinds and norm == "norm")])
 @pytest.mark.parametrize("masked", [False, True])
-def test_cosine_hadamard_core_gradients_are_exact(kinds, normalize, masked):
-    """The merged basis of the mixed layers at power-of-two lengths: DCT, DST and Hadamard
-    heads in any order, one core call."""
-    b = CosineHadamard(kinds)
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch"])
+def test_mixed_basis_core_gradients_are_exact(kinds, normalize, masked, compiled, monkeypatch):
+    """The merged basis of the mixed layers: DCT, DST, Hadamard and Fourier heads in any
+    order, one core call, with the compiled transforms and mixing or torch's."""
+    if not compiled:
+        monkeypatch.setenv(kernels.ENV_SWITCH, "0")
+    b = MixedBasis(kinds)
     assert_core_gradients_exact(b, 8, len(kinds), normalize, 5 if masked else None)
-    with pytest.raises(ValueError, match="power-of-two length, got 6"):
-        b.length(6)
+    if "hadamard" in kinds:
+        with pytest.raises(ValueError, match="power-of-two length, got 6"):
+            b.length(6)
+    else:  # any length
+        assert_core_gradients_exact(b, 7, len(kinds), normalize, 5 if masked else None)
+
+
+def test_mixed_basis_rejects_unknown_kinds_and_normalised_fourier_heads():
+    with pytest.raises(ValueError, match="unknown head kinds"):
+        MixedBasis(["dct", "wavelet"])
+    x = torch.randn(1, 8, 4)
+    w = (torch.randn(4, 4), None)
+    with pytest.raises(ValueError, match="never normalised"):
+        spectral_core(x, w, w, w, torch.ones(2, 2), None, MixedBasis(["fft", "dct"]), makhoul_perm(8, x.device), True)
 
 
 @pytest.mark.parametrize("n", [2, 8, 64, 1024])
 def test_hadamard_of_makhoul_order_is_a_permutation_of_coefficients(n):
     """H P = Q H for the Makhoul order P at n = 2^k, which lets Hadamard heads share the
-    cosine heads' token order (CosineHadamard)."""
+    cosine heads' token order (MixedBasis)."""
     x = torch.randn(5, n, dtype=torch.float64)
     perm, _ = makhoul_perm(n, x.device)
     eye = torch.eye(n, dtype=torch.float64)
@@ -222,22 +243,23 @@ MERGED_CASES = {"mixed": lambda: LSTAttention(D, H, "mixed"), "mixed_unnormalize
 
 
 @pytest.mark.parametrize("make", MERGED_CASES.values(), ids=MERGED_CASES.keys())
-@pytest.mark.parametrize("n", [1, 2, 16, 64, 2048])
+@pytest.mark.parametrize("n", [1, 2, 6, 16, 64, 2000, 2048])
 @pytest.mark.parametrize("path", ["compiled", "torch_every_row", "torch_cosine_rows"])
-def test_mixed_layers_merge_cosine_and_hadamard_heads_at_pow2_lengths(make, n, path, monkeypatch):
-    """At power-of-two lengths the cosine and Hadamard heads run as one group; outputs and
-    every gradient equal those of separate groups, masked or not: with the compiled
-    transforms, and with torch's FFTs of every row or of the cosine heads' rows only."""
+def test_mixed_layers_merge_head_groups(make, n, path, monkeypatch):
+    """The cosine and Fourier heads run as one group, with the Hadamard heads too at
+    power-of-two lengths (there: every head, in the layer's order, so no weight reindexing);
+    outputs and every gradient equal those of one group per kind, masked or not: with the
+    compiled transforms, and with torch's FFTs of every row or of the cosine heads' rows only."""
     if path != "compiled":
         monkeypatch.setenv(kernels.ENV_SWITCH, "0")
         monkeypatch.setattr(spectral, "PER_RUN_CALLS", 0 if path == "torch_every_row" else 10 ** 6)
     torch.manual_seed(0)
     layer = randomize(make()).double()
-    assert len(layer._pow2_groups) == len(layer._groups) - 1
-    if isinstance(layer, LSTAttention):  # every head, in the layer's order: no weight reindexing
-        assert layer._pow2_groups[0].all_heads
+    assert len(layer._pow2_groups) == 1 and layer._pow2_groups[0].all_heads
+    kinds = {g.kind for g in layer._kind_groups}
+    assert len(layer._groups) == len(kinds) - (1 if {"fft", "dct"} <= kinds else 0)
     separate = copy.deepcopy(layer)
-    separate._pow2_groups = separate._groups
+    separate._groups = separate._pow2_groups = separate._kind_groups
     x = torch.randn(B, n, D, dtype=torch.float64)
     mask = torch.ones(B, n, dtype=torch.bool)
     mask[1, n // 2 + 1:] = False
@@ -337,11 +359,13 @@ def test_whole_layer_gradients_are_exact(make, n):
         assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("normalize,cplx", [(True, []), (False, []), (False, [(0, 1), (2, 3)]), (False, [(0, 3)])],
+                         ids=["normalized", "real", "complex_heads_0_2", "all_complex"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_compiled_mixing_equals_the_torch_operations(normalize, dtype):
+def test_compiled_mixing_equals_the_torch_operations(normalize, cplx, dtype):
     """kernels/mix_channels.c against the core's torch code, on spectra of 300 x 2 values per
-    channel (a unit of 256 and a partial one), forward and backward (written in place)."""
+    channel (a unit of 256 and a partial one), forward and backward (written in place);
+    complex heads (`cplx`) against complex arithmetic."""
     if lst_core._mix_kernel(torch.zeros(1), "forward") is None:
         pytest.skip("the compiled kernels are unavailable here")
     g = torch.Generator().manual_seed(0)
@@ -351,15 +375,29 @@ def test_compiled_mixing_equals_the_torch_operations(normalize, dtype):
     a = q * k
     norm = a.abs().sum(2, keepdim=True) + 1e-6 if normalize else None
     want = a * v / norm if normalize else a * v
-    got, got_norm = lst_core._compiled_mix_forward(c, normalize, 1e-6)
+    for h0, h1 in cplx:
+        cq, ck, cv = (torch.view_as_complex(t[:, h0:h1].contiguous()) for t in (q, k, v))
+        want[:, h0:h1] = torch.view_as_real(cq * ck.conj() * cv)
+    got, got_norm = lst_core._compiled_mix_forward(c, normalize, 1e-6, cplx)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got, want, **tol)
     if normalize:
         torch.testing.assert_close(got_norm, norm, **tol)
+    torch.testing.assert_close(lst_core._torch_mix_forward(q, k, v, normalize, 1e-6, cplx)[0], want, **tol)
     mine, theirs = c.clone(), c.clone()
     g_mine, g_theirs = grad.clone(), grad.clone()
-    d_q = lst_core._compiled_mix_backward(mine, g_mine, norm)
-    want_q, _ = lst_core._mix_backward(*theirs.unbind(1), g_theirs, norm)
+    d_q = lst_core._compiled_mix_backward(mine, g_mine, norm, cplx)
+    want_q = torch.empty_like(grad)
+    tq, tk, tv = theirs.unbind(1)
+    for h0, h1, is_complex in lst_core._head_runs(3, cplx):
+        heads = slice(None), slice(h0, h1)
+        mix = lst_core._complex_mix_backward if is_complex else lst_core._mix_backward
+        mix(tq[heads], tk[heads], tv[heads], g_theirs[heads], None if norm is None else norm[heads], out=want_q[heads])
+    for h0, h1 in cplx:  # the torch code against the chain rule, as complex numbers
+        cq, ck, cv, cg = (torch.view_as_complex(t[:, h0:h1].contiguous()) for t in (q, k, v, grad))
+        for got_h, want_h in ((want_q, cg * ck * cv.conj()), (theirs[:, 2], cg.conj() * cq * cv),
+                              (g_theirs, cg * cq.conj() * ck)):
+            torch.testing.assert_close(got_h[:, h0:h1], torch.view_as_real(want_h), **tol)
     torch.testing.assert_close(d_q, want_q, **tol)
     torch.testing.assert_close(mine[:, 2], theirs[:, 2], **tol)  # dL/dK, in V's slot
     torch.testing.assert_close(g_mine, g_theirs, **tol)  # dL/dV, over the incoming gradient
