@@ -132,8 +132,7 @@ class SpectralCore(torch.autograd.Function):
         None; scale (H or 1, Dh) -> (B, H * Dh, L) in float32 (float64 for float64 inputs)."""
         batch, n, _ = x.shape
         heads = (w_q.shape[0] if channels is None else channels.numel()) // scale.shape[1]
-        if normalize and complex_runs(basis, heads):
-            raise ValueError("Fourier heads are never normalised: use normalize=False with this basis")
+        _check_mixing(normalize, complex_runs(basis, heads), 2)
         weight, bias = _effective(w_q, w_k, w_v, b_q, b_k, b_v, _scale_rows(scale, heads), channels)
         tokens = _tokens(x, perm).transpose(1, 2)  # (B, D, L)
         # (B, 3G, L), one product per sequence (on CPU this beats a single (3G, B*L) product, whose
@@ -162,6 +161,14 @@ def complex_runs(basis: Any, heads: int) -> list[tuple[int, int]]:
     pairs mix as complex numbers) among `heads`; none for real bases."""
     runs = getattr(basis, "complex_runs", None)
     return [] if runs is None else runs(heads)
+
+
+def _check_mixing(normalize: bool, cplx: list[tuple[int, int]], components: int) -> None:
+    """Complex heads need (re, im) pairs (`components` 2) and are never normalised."""
+    if cplx and normalize:
+        raise ValueError("Fourier heads are never normalised: use normalize=False with this basis")
+    if cplx and components != 2:
+        raise ValueError(f"complex heads need (re, im) pairs, got {components} components per coefficient")
 
 
 def _head_runs(heads: int, complex_: list[tuple[int, int]]) -> list[tuple[int, int, bool]]:
@@ -199,6 +206,7 @@ def _mix_forward(ctx: Any, qkv: torch.Tensor, in_weight: Optional[torch.Tensor],
 def _torch_mix_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normalize: bool, eps: float,
                        cplx: list[tuple[int, int]]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The mixing by torch operations: (O (B, H, Dh, S, P), normaliser (B, H, 1, S, P) or None)."""
+    _check_mixing(normalize, cplx, q.shape[-1])
     if normalize:
         o = torch.mul(q, k)  # A
         norm = torch.abs(o).sum(2, keepdim=True).add_(eps)  # (B, H, 1, S, P); |A| is freed at once
@@ -238,6 +246,7 @@ def _complex_flags(heads: int, cplx: list[tuple[int, int]]) -> Optional[torch.Te
 def _compiled_mix_forward(c: torch.Tensor, normalize: bool, eps: float, cplx: list[tuple[int, int]] = ()):
     """(O (B, H, Dh, S, P), normaliser (B, H, 1, S, P) or None) by the compiled kernel, or None;
     heads in the runs `cplx` mix as complex pairs (P = 2), never normalised."""
+    _check_mixing(normalize, list(cplx), c.shape[-1])
     fn = _mix_kernel(c, "forward")
     if fn is None:
         return None
@@ -254,6 +263,7 @@ def _compiled_mix_backward(c: torch.Tensor, g: torch.Tensor, norm: Optional[torc
                            cplx: list[tuple[int, int]] = ()) -> Optional[torch.Tensor]:
     """dL/dQ into a new buffer (returned), dL/dK over V's slot of c and dL/dV over g, by the
     compiled kernel; None (and nothing written) where it does not apply."""
+    _check_mixing(norm is not None, list(cplx), c.shape[-1])
     fn = _mix_kernel(c, "backward")
     if fn is None or not g.is_contiguous() or g.dtype != c.dtype:
         return None

@@ -158,7 +158,7 @@ def test_bad_options_are_rejected():
 
 
 CORE_CASES = [(kind, n, norm) for kind, n in [("dct", 8), ("dct", 7), ("dst", 6), ("dst", 5), ("hadamard", 8),
-                                              ("hadamard", 6), ("fft", 8), ("fft", 7)]
+                                              ("hadamard", 6), ("fft", 8), ("fft", 7), ("fft", 15)]
               for norm in (True, False) if not (kind == "fft" and norm)]  # Fourier heads are never normalised
 
 
@@ -211,8 +211,8 @@ def test_mixed_basis_core_gradients_are_exact(kinds, normalize, masked, compiled
     if "hadamard" in kinds:
         with pytest.raises(ValueError, match="power-of-two length, got 6"):
             b.length(6)
-    else:  # any length
-        assert_core_gradients_exact(b, 7, len(kinds), normalize, 5 if masked else None)
+    else:  # any length (15: odd, and one the compiled kernel transforms)
+        assert_core_gradients_exact(b, 15, len(kinds), normalize, 5 if masked else None)
 
 
 def test_mixed_basis_rejects_unknown_kinds_and_normalised_fourier_heads():
@@ -222,6 +222,12 @@ def test_mixed_basis_rejects_unknown_kinds_and_normalised_fourier_heads():
     w = (torch.randn(4, 4), None)
     with pytest.raises(ValueError, match="never normalised"):
         spectral_core(x, w, w, w, torch.ones(2, 2), None, MixedBasis(["fft", "dct"]), makhoul_perm(8, x.device), True)
+    c = torch.randn(1, 3, 2, 2, 5, 2)
+    for mix in (lst_core._compiled_mix_forward, lambda c, *a: lst_core._torch_mix_forward(*c.unbind(1), *a)):
+        with pytest.raises(ValueError, match="never normalised"):
+            mix(c, True, 1e-6, [(0, 1)])
+        with pytest.raises(ValueError, match="pairs"):
+            mix(c[..., :1], False, 1e-6, [(0, 1)])
 
 
 @pytest.mark.parametrize("n", [2, 8, 64, 1024])
@@ -243,7 +249,7 @@ MERGED_CASES = {"mixed": lambda: LSTAttention(D, H, "mixed"), "mixed_unnormalize
 
 
 @pytest.mark.parametrize("make", MERGED_CASES.values(), ids=MERGED_CASES.keys())
-@pytest.mark.parametrize("n", [1, 2, 6, 16, 64, 2000, 2048])
+@pytest.mark.parametrize("n", [1, 2, 6, 16, 64, 375, 2000, 2048])
 @pytest.mark.parametrize("path", ["compiled", "torch_every_row", "torch_cosine_rows"])
 def test_mixed_layers_merge_head_groups(make, n, path, monkeypatch):
     """The cosine and Fourier heads run as one group, with the Hadamard heads too at
@@ -364,7 +370,7 @@ def test_whole_layer_gradients_are_exact(make, n):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_compiled_mixing_equals_the_torch_operations(normalize, cplx, dtype):
     """kernels/mix_channels.c against the core's torch code, on spectra of 300 x 2 values per
-    channel (a unit of 256 and a partial one), forward and backward (written in place);
+    channel (two units of 256 and a partial one), forward and backward (written in place);
     complex heads (`cplx`) against complex arithmetic."""
     if lst_core._mix_kernel(torch.zeros(1), "forward") is None:
         pytest.skip("the compiled kernels are unavailable here")
