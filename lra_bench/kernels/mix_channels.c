@@ -26,15 +26,22 @@
 #define BLOCK 256 /* coefficients per unit: 3 x Dh x 256 values stay in L2 */
 #define ABS(x) ((x) < 0 ? -(x) : (x))
 
+/* The loop over units (b, h, block of coefficients j0 .. j0 + w - 1) from OpenMP, `slot` the
+   values of one of q, k, v per sequence; the body (the macro's arguments) handles one unit. */
+#define FOR_UNITS(...)                                                                                        \
+    const long blocks = (len + BLOCK - 1) / BLOCK, units = batch * heads * blocks;                            \
+    const long slot = heads * dh * len;                                                                       \
+    _Pragma("omp parallel for num_threads(threads) schedule(static)") for (long u = 0; u < units; u++) {      \
+        const long b = u / (heads * blocks), h = u / blocks % heads, j0 = u % blocks * BLOCK;                 \
+        const long w = len - j0 < BLOCK ? len - j0 : BLOCK;                                                   \
+        __VA_ARGS__                                                                                           \
+    }
+
 #define DEFINE_MIX(REAL, SUFFIX)                                                                              \
     int mix_channels_forward_##SUFFIX(const REAL *c, long batch, long heads, long dh, long len, REAL *out,     \
                                       REAL *norm, REAL eps, int normalize, const unsigned char *cplx,         \
                                       int threads) {                                                          \
-        const long blocks = (len + BLOCK - 1) / BLOCK, units = batch * heads * blocks;                        \
-        const long slot = heads * dh * len;                                                                   \
-        _Pragma("omp parallel for num_threads(threads) schedule(static)") for (long u = 0; u < units; u++) {  \
-            const long b = u / (heads * blocks), h = u / blocks % heads, j0 = u % blocks * BLOCK;             \
-            const long w = len - j0 < BLOCK ? len - j0 : BLOCK;                                               \
+        FOR_UNITS(                                                                                            \
             const REAL *q = c + b * 3 * slot + h * dh * len + j0, *k = q + slot, *v = k + slot;               \
             REAL *o = out + (b * heads + h) * dh * len + j0;                                                  \
             if (cplx != NULL && cplx[h]) {                                                                    \
@@ -65,19 +72,14 @@
                 REAL r[BLOCK]; /* local first: the stores then alias no input */                              \
                 for (long j = 0; j < w; j++) r[j] = q[d * len + j] * k[d * len + j] * v[d * len + j] * inv[j]; \
                 memcpy(o + d * len, r, w * sizeof(REAL));                                                     \
-            }                                                                                                 \
-        }                                                                                                     \
+            })                                                                                                \
         return 0;                                                                                             \
     }                                                                                                         \
                                                                                                               \
     int mix_channels_backward_##SUFFIX(REAL *c, REAL *g, REAL *t, const REAL *norm, long batch, long heads,   \
                                        long dh, long len, int normalize, const unsigned char *cplx,           \
                                        int threads) {                                                         \
-        const long blocks = (len + BLOCK - 1) / BLOCK, units = batch * heads * blocks;                        \
-        const long slot = heads * dh * len;                                                                   \
-        _Pragma("omp parallel for num_threads(threads) schedule(static)") for (long u = 0; u < units; u++) {  \
-            const long b = u / (heads * blocks), h = u / blocks % heads, j0 = u % blocks * BLOCK;             \
-            const long w = len - j0 < BLOCK ? len - j0 : BLOCK;                                               \
+        FOR_UNITS(                                                                                            \
             const long at = (b * heads + h) * dh * len + j0;                                                  \
             const REAL *q = c + b * 3 * slot + h * dh * len + j0, *k = q + slot;                              \
             REAL *v = (REAL *)k + slot, *gg = g + at, *dq = t + at;                                           \
@@ -128,8 +130,7 @@
                 memcpy(dq + d * len, rq, w * sizeof(REAL));                                                   \
                 memcpy(v + d * len, rk, w * sizeof(REAL));                                                    \
                 memcpy(gg + d * len, rv, w * sizeof(REAL));                                                   \
-            }                                                                                                 \
-        }                                                                                                     \
+            })                                                                                                \
         return 0;                                                                                             \
     }
 
