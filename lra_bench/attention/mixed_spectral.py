@@ -3,10 +3,12 @@ transforms, with the API of spectrans' MixedSpectralAttention.
 
 FFT heads compute T(Q) * conj(T(K)) * scale * T(V) with the unitary DFT and keep the
 real part of the inverse (for real inputs that is an irFFT of the half spectrum, so we
-compute exactly that, in the same fused, memory-lean core as the other heads); DCT and Hadamard heads compute T(Q) * T(K) * scale * T(V) and
-invert. No normalisation. One learnable scale of shape (1, 1, head_dim) per transform
-type, in the ParameterDict `scales`. Unlike the reference, padding masks are honoured
-and Hadamard heads accept any length (zero-padded to a power of two).
+compute exactly that, in the same fused, memory-lean core and group as the DCT heads, and
+the Hadamard heads at power-of-two lengths); DCT and Hadamard heads compute
+T(Q) * T(K) * scale * T(V) and invert. No normalisation. One learnable scale of shape
+(1, 1, head_dim) per transform type, in the ParameterDict `scales`. Unlike the reference,
+padding masks are honoured and Hadamard heads accept any length (zero-padded to a power of
+two).
 """
 from __future__ import annotations
 
