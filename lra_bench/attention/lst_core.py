@@ -31,7 +31,6 @@ gradcheck's.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 from typing import Any, Iterator, Optional
 
 import torch
@@ -218,19 +217,15 @@ def _torch_mix_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normal
     return o, None
 
 
-_MIX = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.c_double)}
-
-
 def _mix_kernel(c: torch.Tensor, direction: str) -> Optional[Any]:
     """The compiled mixing step (`kernels/mix_channels.c`) for the real spectra c, forward or
     backward, where it applies (CPU, float32/float64, contiguous), else None."""
-    if c.device.type != "cpu" or c.dtype not in _MIX or not c.is_contiguous():
+    if c.device.type != "cpu" or not c.is_contiguous():
         return None
-    suffix, real = _MIX[c.dtype]
-    p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    p, i, long, real = kernels.P, kernels.INT, kernels.LONG, kernels.REAL
     argtypes = (p, long, long, long, long, p, p, real, i, p, i) if direction == "forward" else (
         p, p, p, p, long, long, long, long, i, p, i)
-    return kernels.function("mix_channels", f"mix_channels_{direction}_{suffix}", argtypes)
+    return kernels.typed_function("mix_channels", f"mix_channels_{direction}", c.dtype, argtypes)
 
 
 def _complex_flags(heads: int, cplx: list[tuple[int, int]]) -> Optional[torch.Tensor]:
@@ -320,8 +315,8 @@ def _backward(ctx: Any, grad: torch.Tensor):
     return _projection_backward(ctx, d_qkv)
 
 
-def _mix_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
-                  norm: Optional[torch.Tensor], out: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _mix_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, norm: Optional[torch.Tensor],
+                  out: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The mixing's backward by torch operations: (dL/dQ in `out` or a new buffer, dL/dK in
     V's slot); dL/dV goes over g."""
     t = torch.mul(q, k, out=out)  # A = QK; the one scratch buffer

@@ -30,7 +30,6 @@ rounding.
 """
 from __future__ import annotations
 
-import ctypes
 import itertools
 import math
 from typing import Any, Optional
@@ -44,19 +43,15 @@ from lra_bench.transforms import cosine_tokens
 from lra_bench.transforms.spectral import FastDCT2
 
 
-_MIX = {torch.float32: "f32", torch.float64: "f64"}
 MAX_STACK_VALUES = 16384  # mix_tokens.c keeps 3 H Dh + 3 Dh values per thread on its stack
 
 
 def _mix_kernel(dtype: torch.dtype, direction: str) -> Optional[Any]:
     """The compiled mixing step (`kernels/mix_tokens.c`) for dtype, forward or backward."""
-    if dtype not in _MIX:
-        return None
-    p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    real = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
+    p, i, long, real = kernels.P, kernels.INT, kernels.LONG, kernels.REAL
     argtypes = (p, long, long, long, p, p, p, p, real, i, i) if direction == "forward" else (p, p, p, long, long,
                                                                                             long, p, p, p, p, i, i)
-    return kernels.function("mix_tokens", f"mix_{direction}_{_MIX[dtype]}", argtypes)
+    return kernels.typed_function("mix_tokens", f"mix_{direction}", dtype, argtypes)
 
 
 def _mix_forward(qkv: torch.Tensor, heads: int, head_dim: int, tm: torch.Tensor, bias: Optional[torch.Tensor],

@@ -41,6 +41,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
+
 ENV_SWITCH = "LRA_BENCH_KERNELS"
 FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # tried in turn
 COMMON_FLAGS = ("-fPIC", "-shared", "-pthread")
@@ -153,6 +155,22 @@ def function(name: str, symbol: str, argtypes: tuple) -> Optional[Any]:
     if fn.argtypes is None:
         fn.argtypes, fn.restype = argtypes, ctypes.c_int
     return fn
+
+
+# ctypes shorthands for kernel signatures; REAL stands for the C type of the dtype's values
+P, INT, LONG, REAL = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, object()
+# the dtypes the kernels are built for: each entry's symbol suffix and C value type
+DTYPES = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.c_double)}
+
+
+def typed_function(name: str, prefix: str, dtype: torch.dtype, argtypes: tuple) -> Optional[Any]:
+    """`function` for the entry `<prefix>_f32` or `<prefix>_f64` of kernel `name` that takes
+    `dtype`'s values (REAL in argtypes becomes their C type), or None for another dtype or
+    where the kernel is unavailable."""
+    if dtype not in DTYPES:
+        return None
+    suffix, real = DTYPES[dtype]
+    return function(name, f"{prefix}_{suffix}", tuple(real if a is REAL else a for a in argtypes))
 
 
 def status(name: Optional[str] = None, device: Optional[object] = None) -> str:

@@ -31,7 +31,6 @@ from lra_bench.transforms.cosine import _makhoul, cached
 from lra_bench.transforms.hadamard import common_layout, row_layout, spans_overlap
 
 RADICES = (4, 2, 3, 5)  # the kernel's FFT radices, in the order its stages use them
-_ENTRY = {torch.float32: "dct_tokens_f32", torch.float64: "dct_tokens_f64"}
 
 
 def radices(n: int) -> Optional[list[int]]:
@@ -51,11 +50,9 @@ def supported(n: int) -> bool:
 
 
 def _kernel(dtype: torch.dtype) -> Optional[Any]:
-    if dtype not in _ENTRY:
-        return None
-    p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    return kernels.function("dct_tokens", _ENTRY[dtype],
-                            (long, i, p, p, p, p, long, long, p, long, long, long, long, p, p, p, p, i, i, i))
+    p, i, long = kernels.P, kernels.INT, kernels.LONG
+    return kernels.typed_function("dct_tokens", "dct_tokens", dtype,
+                                  (long, i, p, p, p, p, long, long, p, long, long, long, long, p, p, p, p, i, i, i))
 
 
 def available(x: torch.Tensor) -> bool:
@@ -139,15 +136,10 @@ def dct3_tokens(c: torch.Tensor, weight: Optional[torch.Tensor] = None, bias: Op
 
 # -- the rows layout: the general LST core's packed DCT-II of contiguous, Makhoul-ordered rows
 
-_ROWS = {torch.float32: "dct_rows_f32", torch.float64: "dct_rows_f64"}
-
-
 def _rows_kernel(dtype: torch.dtype) -> Optional[Any]:
-    if dtype not in _ROWS:
-        return None
-    p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    return kernels.function("dct_tokens", _ROWS[dtype],
-                            (long, i, p, p, p, p, long, long, p, long, long, long, long, ctypes.c_double, i, i, i))
+    p, i, long, f64 = kernels.P, kernels.INT, kernels.LONG, ctypes.c_double
+    return kernels.typed_function("dct_tokens", "dct_rows", dtype,
+                                  (long, i, p, p, p, p, long, long, p, long, long, long, long, f64, i, i, i))
 
 
 def rows_available(n: int, dtype: torch.dtype) -> bool:

@@ -19,7 +19,6 @@ The transform is symmetric and orthonormal, hence its own inverse. Matches
 """
 from __future__ import annotations
 
-import ctypes
 import math
 from typing import Any, Optional
 
@@ -68,15 +67,12 @@ def _kron_apply(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return y.reshape(x.shape)
 
 
-_KERNELS = {torch.float32: "wht_f32", torch.float64: "wht_f64"}
-
-
 def _kernel(x: torch.Tensor) -> Optional[Any]:
     """The compiled transform for x's dtype, if x is on CPU and the kernel is built."""
-    if x.device.type != "cpu" or x.dtype not in _KERNELS:
+    if x.device.type != "cpu":
         return None
-    return kernels.function("hadamard", _KERNELS[x.dtype],
-                            (ctypes.c_void_p, ctypes.c_void_p) + (ctypes.c_long,) * 7 + (ctypes.c_int,))
+    p, i, long = kernels.P, kernels.INT, kernels.LONG
+    return kernels.typed_function("hadamard", "wht", x.dtype, (p, p) + (long,) * 7 + (i,))
 
 
 def row_layout(t: torch.Tensor) -> Optional[tuple[int, int, int, int]]:
