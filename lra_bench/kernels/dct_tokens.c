@@ -309,6 +309,42 @@ static REAL *F(fft)(const job_t *J, REAL *d0, REAL *d1) {
     return d0;
 }
 
+/* The forward's post-pass at k <= n/2 (k2 = n - k, or 0 for k = 0), shared by the tile and
+   rows layouts: from the FFT y of two real signals A and B (Y[k] = A[k] + i B[k]) the DCT-II
+   coefficients x = (X_A[k], X_B[k], X_A[n-k], X_B[n-k]), X[k] = s_k Re(e^(-i pi k / 2n) A[k]),
+   with A[k] = (Y[k] + conj Y[n-k]) / 2 and B[k] = (Y[k] - conj Y[n-k]) / 2i; a = s_k cos / 2,
+   e = s_k sin / 2 (the entries n - k are the same terms with cos and sin exchanged) */
+static inline __attribute__((always_inline)) void F(dct_coeffs)(const REAL *y, long k, long k2, REAL a, REAL e,
+                                                                VEC *x) {
+    const VEC p = F(ld)(BRE(y, k)), q = F(ld)(BIM(y, k)), P = F(ld)(BRE(y, k2)), Q = F(ld)(BIM(y, k2));
+    x[0] = (p + P) * a + (q - Q) * e;
+    x[1] = (q + Q) * a + (P - p) * e;
+    x[2] = (P + p) * e + (Q - q) * a;
+    x[3] = (Q + q) * e + (p - P) * a;
+}
+
+/* The inverse's FFT input at rows k and k2 = n - k (row k alone where k2 == k): conj of
+   (V_A + i V_B) for the full spectra V_A, V_B of two real signals, given V_A[k] = ar + i ai
+   and V_B[k] = br + i bi (V[n-k] = conj V[k]), so that conj of the forward FFT's result is
+   the inverse DFT; shared by the tile and rows layouts */
+static inline __attribute__((always_inline)) void F(put_spectra)(REAL *buf, long k, long k2, VEC ar, VEC ai, VEC br,
+                                                                 VEC bi) {
+    F(st)(BRE(buf, k), ar - bi);
+    F(st)(BIM(buf, k), -(ai + br));
+    if (k2 != k) {
+        F(st)(BRE(buf, k2), ar + bi);
+        F(st)(BIM(buf, k2), ai - br);
+    }
+}
+
+/* `put_spectra` for the DCT-III: V[k] = (X[k] - i X[n-k]) e^(i pi k / 2n) / s_k / n from the
+   coefficients xa = X_A[k], xb = X_B[k], xa2 = X_A[n-k], xb2 = X_B[n-k] (0 for k = 0);
+   c = cos / (s_k n), e = sin / (s_k n) */
+static inline __attribute__((always_inline)) void F(dct_spectra)(REAL *buf, long k, long k2, VEC xa, VEC xb, VEC xa2,
+                                                                 VEC xb2, REAL c, REAL e) {
+    F(put_spectra)(buf, k, k2, xa * c + xa2 * e, xa * e - xa2 * c, xb * c + xb2 * e, xb * e - xb2 * c);
+}
+
 /* DCT-II of sequence b's channel pairs (c0 + i, half + c0 + i), i < LANES */
 static void F(forward_tile)(const job_t *J, long b, long c0, REAL *buf) {
     const long n = J->n, half = J->D / 2, first_neg = (n + 1) / 2;
@@ -336,19 +372,16 @@ static void F(forward_tile)(const job_t *J, long b, long c0, REAL *buf) {
     const REAL *y = F(fft)(J, buf, bufb), *dtw = J->dtw;
     REAL *dst = (REAL *)J->dst + b * J->d1 + c0;
     for (long k = 0; k <= n / 2; k++) {
-        /* Y[k] = A[k] + i B[k] for the real FFTs A, B of the two channels; the DCT coefficient
-           X[k] = s_k Re(e^(-i pi k / 2n) A[k]), with A[k] = (Y[k] + conj Y[n-k]) / 2 and
-           B[k] = (Y[k] - conj Y[n-k]) / 2i; a = s_k cos / 2, e = s_k sin / 2 */
         const long k2 = k ? n - k : 0;
-        const VEC p = F(ld)(BRE(y, k)), q = F(ld)(BIM(y, k)), P = F(ld)(BRE(y, k2)), Q = F(ld)(BIM(y, k2));
-        const REAL a = dtw[2 * k], e = dtw[2 * k + 1];
+        VEC x[4];
+        F(dct_coeffs)(y, k, k2, dtw[2 * k], dtw[2 * k + 1], x);
         REAL *o = dst + k * J->d0;
-        F(st)(o, (p + P) * a + (q - Q) * e);
-        F(st)(o + half, (q + Q) * a + (P - p) * e);
-        if (k2 != k) { /* row n - k: the same terms with cos and sin exchanged */
+        F(st)(o, x[0]);
+        F(st)(o + half, x[1]);
+        if (k2 != k) { /* row n - k */
             REAL *o2 = dst + k2 * J->d0;
-            F(st)(o2, (P + p) * e + (Q - q) * a);
-            F(st)(o2 + half, (Q + q) * e + (p - P) * a);
+            F(st)(o2, x[2]);
+            F(st)(o2 + half, x[3]);
         }
     }
 }
@@ -358,27 +391,13 @@ static void F(inverse_tile)(const job_t *J, long b, long c0, REAL *buf) {
     const long n = J->n, half = J->D / 2, first_neg = (n + 1) / 2;
     const REAL *src = (const REAL *)J->src + b * J->s1 + c0, *dtw = (const REAL *)J->dtw + 2 * (n / 2 + 1);
     REAL *bufb = buf + n * 2 * LANES;
-    /* V_A[k] = (X_A[k] - i X_A[n-k]) e^(i pi k / 2n) / s_k (X[n] = 0), likewise V_B; the FFT
-       then runs on conj(V_A + i V_B) / n, so that conj of its result is the inverse DFT */
+    const VEC zero = {0};
     for (long k = 0; k <= n / 2; k++) {
         const long k2 = k ? n - k : 0;
-        const REAL c = dtw[2 * k], e = dtw[2 * k + 1];
-        const REAL *s = src + k * J->s0;
+        const REAL *s = src + k * J->s0, *s2 = src + k2 * J->s0;
         const VEC xa = F(ld)(s), xb = F(ld)(s + half);
-        if (k == 0) {
-            F(st)(BRE(buf, 0), xa * c);
-            F(st)(BIM(buf, 0), -(xb * c));
-            continue;
-        }
-        const REAL *s2 = src + k2 * J->s0;
-        const VEC xa2 = F(ld)(s2), xb2 = F(ld)(s2 + half);
-        const VEC ar = xa * c + xa2 * e, ai = xa * e - xa2 * c, br = xb * c + xb2 * e, bi = xb * e - xb2 * c;
-        F(st)(BRE(buf, k), ar - bi);
-        F(st)(BIM(buf, k), -(ai + br));
-        if (k2 != k) { /* V_A[n-k] = conj V_A[k], likewise V_B */
-            F(st)(BRE(buf, k2), ar + bi);
-            F(st)(BIM(buf, k2), ai - br);
-        }
+        const VEC xa2 = k ? F(ld)(s2) : zero, xb2 = k ? F(ld)(s2 + half) : zero; /* X[n] = 0 */
+        F(dct_spectra)(buf, k, k2, xa, xb, xa2, xb2, dtw[2 * k], dtw[2 * k + 1]);
     }
     const REAL *y = F(fft)(J, buf, bufb), *weight = J->weight, *bias = J->bias;
     REAL *dst = (REAL *)J->dst + b * J->d0 + c0;
@@ -509,19 +528,21 @@ static __attribute__((unused)) void F(forward_rows)(const job_t *J, long r0, REA
     const VEC zero = {0};
     for (long k = 0; k <= h; k++) {
         const long k2 = k ? n - k : 0;
-        const VEC p = F(ld)(BRE(y, k)), q = F(ld)(BIM(y, k)), P = F(ld)(BRE(y, k2)), Q = F(ld)(BIM(y, k2));
-        const REAL a = dtw[2 * k], e = dtw[2 * k + 1];
-        VEC xa = (p + P) * a + (q - Q) * e, xb = (q + Q) * a + (P - p) * e, ya, yb;
+        VEC xa, ya, xb, yb;
         if (J->fourier) { /* A[k] = (Y[k] + conj Y[n-k]) / 2, B[k] = (Y[k] - conj Y[n-k]) / 2i */
+            const VEC p = F(ld)(BRE(y, k)), q = F(ld)(BIM(y, k)), P = F(ld)(BRE(y, k2)), Q = F(ld)(BIM(y, k2));
             const REAL g = (k == 0 || k2 == k ? 1 : f) * fs;
             xa = (p + P) * g, ya = (q - Q) * g, xb = (q + Q) * g, yb = (P - p) * g;
-        } else if (k == 0) {
-            ya = zero, yb = zero;
-        } else if (k2 == k) { /* the Nyquist coefficient, twice */
-            xa *= f, xb *= f;
-            ya = -xa, yb = -xb;
-        } else {
-            ya = -((P + p) * e + (Q - q) * a), yb = -((Q + q) * e + (p - P) * a);
+        } else { /* pair k = (X[k], -X[n-k]) */
+            VEC x[4];
+            F(dct_coeffs)(y, k, k2, dtw[2 * k], dtw[2 * k + 1], x);
+            xa = x[0], xb = x[1], ya = -x[2], yb = -x[3];
+            if (k == 0) {
+                ya = zero, yb = zero;
+            } else if (k2 == k) { /* the Nyquist coefficient, twice */
+                xa *= f, xb *= f;
+                ya = -xa, yb = -xb;
+            }
         }
         REAL *o = st + k * 4 * LANES;
         F(st)(o, xa);
@@ -545,46 +566,27 @@ static __attribute__((unused)) void F(inverse_rows)(const job_t *J, long r0, REA
     for (; live < 2 * LANES && r0 + live < rows; live++) in[live] = F(row_in)(J, r0 + live);
     if (live < 2 * LANES) memset(st, 0, (size_t)(h + 1) * 4 * LANES * sizeof(REAL));
     F(gather)(in, live, 2, h + 1, st, 4 * LANES, 0);
-    if (J->fourier) { /* conj of (V_A + i V_B), V the full spectra, so the forward FFT inverts */
-        const REAL root = (REAL)(1 / sqrt((double)n)), inner = (REAL)J->nyquist * root;
-        for (long k = 0; k <= h; k++) {
-            const long k2 = k ? n - k : 0;
-            const REAL *s = st + k * 4 * LANES;
+    const VEC zero = {0};
+    const REAL root = (REAL)(1 / sqrt((double)n)), inner = (REAL)J->nyquist * root;
+    for (long k = 0; k <= h; k++) {
+        const long k2 = k ? n - k : 0;
+        const REAL *s = st + k * 4 * LANES;
+        if (J->fourier) { /* V = the pairs (the full spectra's first half) */
             const int edge = k == 0 || k2 == k; /* DC and Nyquist: real parts only */
             const REAL g = edge ? root : inner;
-            const VEC ar = F(ld)(s) * g, br = F(ld)(s + 2 * LANES) * g;
-            const VEC ai = edge ? ar - ar : F(ld)(s + LANES) * g, bi = edge ? br - br : F(ld)(s + 3 * LANES) * g;
-            F(st)(BRE(buf, k), ar - bi);
-            F(st)(BIM(buf, k), -(ai + br));
-            if (k2 != k) {
-                F(st)(BRE(buf, k2), ar + bi);
-                F(st)(BIM(buf, k2), ai - br);
-            }
-        }
-    }
-    for (long k = 0; k <= h && !J->fourier; k++) { /* as inverse_tile, with X[k] and X[n-k] read from the pairs */
-        const long k2 = k ? n - k : 0;
-        const REAL c = dtw[2 * k], e = dtw[2 * k + 1];
-        const REAL *s = st + k * 4 * LANES;
-        VEC xa = F(ld)(s), xb = F(ld)(s + 2 * LANES), xa2, xb2;
-        if (k == 0) {
-            F(st)(BRE(buf, 0), xa * c);
-            F(st)(BIM(buf, 0), -(xb * c));
+            const VEC ai = edge ? zero : F(ld)(s + LANES) * g, bi = edge ? zero : F(ld)(s + 3 * LANES) * g;
+            F(put_spectra)(buf, k, k2, F(ld)(s) * g, ai, F(ld)(s + 2 * LANES) * g, bi);
             continue;
         }
-        if (k2 == k) { /* Nyquist: the pair's average */
+        /* as inverse_tile, with X[k] and X[n-k] read from the pairs (X[k], -X[n-k]) */
+        VEC xa = F(ld)(s), xb = F(ld)(s + 2 * LANES), xa2 = zero, xb2 = zero; /* X[n] = 0 */
+        if (k2 == k && k) { /* Nyquist: the pair's average */
             xa = (xa - F(ld)(s + LANES)) * f, xb = (xb - F(ld)(s + 3 * LANES)) * f;
             xa2 = xa, xb2 = xb;
-        } else {
+        } else if (k) {
             xa2 = -F(ld)(s + LANES), xb2 = -F(ld)(s + 3 * LANES);
         }
-        const VEC ar = xa * c + xa2 * e, ai = xa * e - xa2 * c, br = xb * c + xb2 * e, bi = xb * e - xb2 * c;
-        F(st)(BRE(buf, k), ar - bi);
-        F(st)(BIM(buf, k), -(ai + br));
-        if (k2 != k) {
-            F(st)(BRE(buf, k2), ar + bi);
-            F(st)(BIM(buf, k2), ai - br);
-        }
+        F(dct_spectra)(buf, k, k2, xa, xb, xa2, xb2, dtw[2 * k], dtw[2 * k + 1]);
     }
     const REAL *y = F(fft)(J, buf, bufb);
     REAL *out[2 * LANES];
